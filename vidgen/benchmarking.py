@@ -1,0 +1,113 @@
+"""Small tools shared by the benchmark scripts: timing, peak memory in a fresh process, and docs/benchmarks.md sections.
+
+Benchmarks compare implementations side by side in one run and report ratios; absolute numbers on a shared machine are
+noise, ratios taken alternately in the same run are not.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def rss_mib() -> float:
+    """Current resident set size of this process, MiB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(queue, fn, args, kwargs, threads):
+    torch.set_num_threads(threads)
+    try:
+        before = rss_mib()
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        seconds = time.perf_counter() - t0
+        queue.put(("ok", result, seconds, peak_rss_mib() - before))
+    except BaseException as e:  # report the child's failure in the parent
+        queue.put(("error", repr(e), 0.0, 0.0))
+
+
+def run_isolated(fn: Callable[..., Any], *args, threads: int | None = None, **kwargs) -> tuple[Any, float, float]:
+    """Run `fn(*args, **kwargs)` in a fresh spawned process.
+
+    Returns (result, seconds, peak_rss_increase_mib) where the memory figure is the process's peak RSS minus its RSS
+    just before the call, so imports and set-up are not counted. `fn` must be a picklable top-level function and its
+    result small and picklable.
+    """
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, fn, args, kwargs, threads or torch.get_num_threads()))
+    proc.start()
+    status, result, seconds, mem = queue.get()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"benchmark child failed: {result}")
+    return result, seconds, mem
+
+
+def time_alternating(fns: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per callable, calling them in alternation so machine noise hits all of them alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def machine_info() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def write_section(name: str, markdown: str, path: Path | str = BENCHMARKS_MD) -> Path:
+    """Replace (or append) the section `name` of docs/benchmarks.md, delimited by HTML comment markers.
+
+    Each benchmark script owns one section, so scripts can be re-run independently. The file is written atomically.
+    """
+    path = Path(path)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
