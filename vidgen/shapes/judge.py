@@ -58,7 +58,7 @@ def judge_clip(
     direction_frames: int = DIRECTION_FRAMES,
 ) -> Verdict:
     """Judge frames (T, H, W, 3) or one frame (H, W, 3): uint8, or float in [0, 1] (numpy or torch)."""
-    video = _as_float255(frames)  # (T, H, W, 3) float64 in [0, 255]
+    video = _as_float255(frames)  # (T, H, W, 3) float32 in [0, 255]
     t, h, w, _ = video.shape
     border = np.concatenate(
         [video[:, 0].reshape(-1, 3), video[:, -1].reshape(-1, 3), video[:, :, 0].reshape(-1, 3),
@@ -66,8 +66,8 @@ def judge_clip(
     )
     bg = np.median(border, axis=0)
     background = _nearest(bg, BACKGROUNDS)
-    dist = np.linalg.norm(video - bg, axis=-1)  # (T, H, W)
-    mask = dist > mask_threshold
+    diff = video - bg.astype(np.float32)
+    mask = np.einsum("thwc,thwc->thw", diff, diff) > mask_threshold**2  # (T, H, W): far from the background
     min_area = max(4, int(round(min_area_fraction * h * w)))
 
     labels = _label(mask)
@@ -155,9 +155,9 @@ def _as_float255(frames) -> np.ndarray:
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] < 1:
         raise ValueError(f"expected frames (T, H, W, 3) or one frame (H, W, 3), got shape {arr.shape}")
     if arr.dtype == np.uint8:
-        return arr.astype(np.float64)
+        return arr.astype(np.float32)
     if np.issubdtype(arr.dtype, np.floating):
-        return np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0
+        return np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0
     raise ValueError(f"expected uint8 frames or float frames in [0, 1], got dtype {arr.dtype}")
 
 
