@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vidgen.shapes.judge import _label, judge_clip, score
-from vidgen.shapes.world import BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, ClipSpec, all_captions, render_clip, sample_spec
+from vidgen.shapes.world import BACKGROUNDS, COLOURS, DIRECTIONS, ClipSpec, all_captions, render_clip, sample_spec
 
 
 def _ground_truth_specs():
@@ -30,7 +30,8 @@ def _blur_and_noise(clip, rng, sigma=8.0):
     for axis in (1, 2):
         p = np.pad(f, [(0, 0)] * axis + [(1, 1)] + [(0, 0)] * (3 - axis), mode="edge")
         n = f.shape[axis]
-        f = (np.take(p, range(0, n), axis) + 2 * np.take(p, range(1, n + 1), axis) + np.take(p, range(2, n + 2), axis)) / 4
+        left, mid, right = (np.take(p, range(k, n + k), axis) for k in range(3))
+        f = (left + 2 * mid + right) / 4
     return np.clip(np.rint(f + rng.normal(0, sigma, f.shape)), 0, 255).astype(np.uint8)
 
 

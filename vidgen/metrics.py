@@ -87,7 +87,8 @@ class DriftReport:
         return max(self.seam_jump) if self.seam_jump else math.nan
 
     def to_markdown(self) -> str:
-        rows = ["| segment | L | a | b | ΔE vs segment 1 | seam jump into segment |", "|---:|---:|---:|---:|---:|---:|"]
+        rows = ["| segment | L | a | b | ΔE vs segment 1 | seam jump into segment |",
+                "|---:|---:|---:|---:|---:|---:|"]
         for i, ((l, a, b), de) in enumerate(zip(self.mean_lab, self.delta_e)):
             jump = f"{self.seam_jump[i - 1]:.2f}" if i > 0 else "–"
             rows.append(f"| {i + 1} | {l:.2f} | {a:.2f} | {b:.2f} | {de:.2f} | {jump} |")

@@ -59,7 +59,8 @@ def vocabulary() -> list[str]:
 
 def build_tokenizer():
     """A `PreTrainedTokenizerFast` over `vocabulary()`: lower-cases, turns punctuation into spaces, splits on
-    whitespace, spells "grey" "gray", maps unknown words to <unk>, and appends </s> when `add_special_tokens` (as T5 does)."""
+    whitespace, spells "grey" "gray", maps unknown words to <unk>, and appends </s> when `add_special_tokens` (as T5
+    does)."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 

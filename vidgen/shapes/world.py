@@ -98,7 +98,7 @@ class ClipSpec:
         if not 0.0 <= self.speed < 1.0:
             raise ValueError(f"speed must be a fraction of the frame width per frame in [0, 1), got {self.speed}")
         if not (0.0 <= self.x <= 1.0 and 0.0 <= self.y <= 1.0):
-            raise ValueError(f"start position must lie in the frame, as fractions in [0, 1]; got x={self.x}, y={self.y}")
+            raise ValueError(f"start position must lie in the frame, as fractions in [0, 1]; got {self.x=}, {self.y=}")
 
     @property
     def caption(self) -> Caption:
