@@ -12,7 +12,7 @@ def nearest_frame_counts(num_frames: int, temporal: int = TEMPORAL_COMPRESSION) 
     """The valid counts 1 + temporal·k just below and above `num_frames` (one if it is below 1)."""
     below = 1 + max(0, (num_frames - 1) // temporal) * temporal
     above = below + temporal
-    return [above] if num_frames < 1 else [below, above]
+    return [1] if num_frames < 1 else [below, above]
 
 
 def check_generation_args(num_frames: int, height: int, width: int, num_inference_steps: int, guidance_scale: float,
