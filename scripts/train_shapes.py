@@ -1,0 +1,34 @@
+"""Train the embedded default model on the shapes world, stage by stage (docs/training_shapes.md).
+
+    python scripts/train_shapes.py data vae latents dit export    # or any subset; rerun the same command to resume
+"""
+
+import argparse
+import logging
+
+import torch
+
+from vidgen.model_folder import DEFAULT_MODEL_DIR
+from vidgen.shapes.recipe import STAGES, ShapesRecipe, run_stages
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("stages", nargs="+", choices=[*STAGES, "all"])
+parser.add_argument("--config", default="configs/shapes/recipe.yaml")
+parser.add_argument("--run-dir", help="override the config's run_dir")
+parser.add_argument("--max-steps", type=int, help="override the training stages' max_steps (to extend a run)")
+parser.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a machine shared with others)")
+parser.add_argument("--export-to", default=str(DEFAULT_MODEL_DIR), help="where export writes the pipeline")
+parser.add_argument("--from-checkpoint", action="store_true",
+                    help="export the newest DiT checkpoint (EMA weights) instead of the final one")
+parser.add_argument("--no-progress", action="store_true")
+args = parser.parse_args()
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+if args.threads:
+    torch.set_num_threads(args.threads)
+recipe = ShapesRecipe.load(args.config)
+if args.run_dir:
+    recipe = recipe.with_run_dir(args.run_dir)
+stages = list(STAGES) if "all" in args.stages else args.stages
+run_stages(recipe, stages, export_to=args.export_to, max_steps=args.max_steps, from_checkpoint=args.from_checkpoint,
+           progress=not args.no_progress)

@@ -1,0 +1,260 @@
+"""The training recipe of the embedded default model: stages data → vae → latents → dit → export on the shapes world.
+
+Every stage is seeded and resumable: it skips work whose output already exists, and the two training stages continue
+from their newest checkpoint (`vidgen.train.trainer.train(..., resume=True)`), so a killed run is restarted by running
+the same command again. The layout of a run folder (`run_dir`):
+
+    data/            the seeded training clips (lossless mp4 + caption .txt), written once
+    vae_init/        the VAE's seeded initial weights          vae/   its training run (checkpoints/, final/vae)
+    vae_normalized/  the trained VAE with the per-channel latent mean/std measured on fresh clips
+    text/            tokenizer/ + text_encoder/ (seeded random UMT5, frozen), combined/ (both in one folder)
+    latents/         the DiT's training data: latents + text embeddings, computed once
+    dit_init/        the DiT's seeded initial weights          dit/   its training run (checkpoints/, final/dit)
+
+`export` assembles a `VideoPipeline` (our saved format) with the model's own generation defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from causal_vae.config import VAEConfig
+from vidgen.config_io import from_dict
+from vidgen.dit.config import DiTConfig
+from vidgen.pipeline import PipelineConfig
+from vidgen.shapes.text import TextEncoderConfig
+from vidgen.train.config import TrainConfig
+
+log = logging.getLogger("vidgen.shapes.recipe")
+
+STAGES = ("data", "vae", "latents", "dit", "export")
+FINAL = "final"
+
+
+@dataclass(frozen=True)
+class ShapesRecipe:
+    """All of the recipe. The data paths, models and output folders of `vae_train` and `dit_train` are filled in from
+    `run_dir` by the stages (whatever the YAML says there is replaced), as are their seeds (from `seed`)."""
+
+    vae_model: VAEConfig
+    dit_model: DiTConfig
+    vae_train: TrainConfig
+    dit_train: TrainConfig
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    defaults: PipelineConfig = field(default_factory=PipelineConfig)  # generation defaults shipped with the model
+    run_dir: str = "runs/shapes"
+    seed: int = 0
+    train_clips: int = 1600  # clips of the "train" split (held-out captions never appear)
+    frames: int = 17
+    size: int = 64
+    stats_clips: int = 128  # fresh clips for the latent mean/std
+
+    def __post_init__(self):
+        if self.vae_model.z_dim != self.dit_model.in_dim or self.dit_model.out_dim != self.dit_model.in_dim:
+            raise ValueError(f"the VAE's z_dim ({self.vae_model.z_dim}) must equal the DiT's in_dim and out_dim "
+                             f"({self.dit_model.in_dim}, {self.dit_model.out_dim})")
+        if self.text_encoder.d_model != self.dit_model.text_dim:
+            raise ValueError(f"the text encoder's d_model ({self.text_encoder.d_model}) must equal the DiT's text_dim "
+                             f"({self.dit_model.text_dim})")
+        if self.vae_train.task != "vae" or self.dit_train.task != "dit":
+            raise ValueError("vae_train needs task: vae and dit_train task: dit")
+
+    @classmethod
+    def load(cls, source) -> "ShapesRecipe":
+        return from_dict(cls, source)
+
+    def with_run_dir(self, run_dir: str | Path) -> "ShapesRecipe":
+        return dataclasses.replace(self, run_dir=str(run_dir))
+
+    # --- where each stage reads and writes ---------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return Path(self.run_dir)
+
+    def vae_train_config(self, max_steps: int | None = None) -> TrainConfig:
+        c = self.vae_train
+        data = dataclasses.replace(c.data, folder=str(self.root / "data"), manifest=None, cache=None)
+        return dataclasses.replace(c, vae=str(self.root / "vae_init"), data=data, output_dir=str(self.root / "vae"),
+                                   seed=self.seed, max_steps=max_steps or c.max_steps)
+
+    def dit_train_config(self, max_steps: int | None = None) -> TrainConfig:
+        c = self.dit_train
+        data = dataclasses.replace(c.data, folder=None, manifest=None, cache=str(self.root / "latents"))
+        return dataclasses.replace(c, model=str(self.root / "dit_init"), vae=str(self.root / "vae_normalized"),
+                                   text_encoder=str(self.root / "text" / "combined"), data=data,
+                                   output_dir=str(self.root / "dit"), seed=self.seed,
+                                   max_steps=max_steps or c.max_steps)
+
+    def dit_media_config(self) -> TrainConfig:
+        """The DiT's config reading the training clips themselves, whole clips and single frames of them: what the
+        latent cache is computed from."""
+        c = self.dit_train_config()
+        buckets = ((1, self.size, self.size), (self.frames, self.size, self.size))
+        data = dataclasses.replace(c.data, folder=str(self.root / "data"), cache=None, buckets=buckets,
+                                   images_from_videos=True, random_crop=False)
+        return dataclasses.replace(c, data=data)
+
+
+# --- stages ----------------------------------------------------------------------------------------------------------
+
+
+def stage_data(recipe: ShapesRecipe) -> Path:
+    """The training clips: `train_clips` seeded clips of the train split, lossless, written once."""
+    from vidgen.shapes.dataset import write_dataset
+
+    folder = recipe.root / "data"
+    if folder.is_dir():
+        log.info("data: %s exists", folder)
+        return folder
+    log.info("data: writing %d clips to %s", recipe.train_clips, folder)
+    return write_dataset(folder, recipe.train_clips, recipe.seed, frames=recipe.frames, size=recipe.size,
+                         split="train")
+
+
+def stage_vae(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
+    """Train the VAE on clips and single frames (L1 + small KL); resumes from its newest checkpoint."""
+    from causal_vae import CausalVAE
+    from vidgen.train.trainer import train
+
+    stage_data(recipe)
+    init = recipe.root / "vae_init"
+    if not init.is_dir():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            CausalVAE(recipe.vae_model).save_pretrained(init)
+    config = recipe.vae_train_config(max_steps)
+    train(config, resume=True, progress=progress)
+    return Path(config.output_dir) / FINAL / "vae"
+
+
+@torch.no_grad()
+def latent_stats(vae, recipe: ShapesRecipe, batch_size: int = 8) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the raw posterior means over `stats_clips` fresh clips (a seed the training data
+    does not use)."""
+    from vidgen.shapes.dataset import ShapesDataset
+
+    data = ShapesDataset(recipe.stats_clips, seed=recipe.seed + 1_000_003, frames=recipe.frames, size=recipe.size)
+    mus = []
+    for start in range(0, len(data), batch_size):
+        video = torch.stack([data[i]["video"] for i in range(start, min(len(data), start + batch_size))])
+        mus.append(vae.posterior(video)[0].float())  # (B, z, F, h, w)
+    mu = torch.cat(mus).transpose(0, 1).flatten(1)  # (z, everything else)
+    return mu.mean(dim=1).tolist(), mu.std(dim=1).clamp_min(1e-4).tolist()
+
+
+def stage_latents(recipe: ShapesRecipe, progress: bool = True) -> Path:
+    """Normalise the trained VAE's latents, build the frozen text encoder, and cache the DiT's training data."""
+    from causal_vae import CausalVAE
+    from vidgen.dit.model import DiT
+    from vidgen.shapes.text import build_shapes_text_encoder
+    from vidgen.train.data import precompute_from_config
+
+    root = recipe.root
+    trained = root / "vae" / FINAL / "vae"
+    if not trained.is_dir():
+        raise FileNotFoundError(f"{trained} does not exist: run the vae stage to the end first")
+    normalized = root / "vae_normalized"
+    if not normalized.is_dir():
+        vae = CausalVAE.from_pretrained(trained)
+        mean, std = latent_stats(vae, recipe)
+        log.info("latents: mean %s std %s", [round(m, 3) for m in mean], [round(s, 3) for s in std])
+        out = CausalVAE(dataclasses.replace(vae.config, latents_mean=tuple(mean), latents_std=tuple(std)))
+        out.load_state_dict(vae.state_dict())
+        out.save_pretrained(normalized)
+    text = root / "text"
+    if not (text / "combined").is_dir():
+        build_shapes_text_encoder(text, recipe.seed, recipe.text_encoder, overwrite=True)
+        # The trainer reads one transformers folder holding both the encoder and its tokenizer.
+        tmp = text / ".combined.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(text / "text_encoder", tmp)
+        for f in (text / "tokenizer").iterdir():
+            shutil.copy2(f, tmp / f.name)
+        tmp.rename(text / "combined")
+    init = root / "dit_init"
+    if not init.is_dir():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            DiT(recipe.dit_model).save_pretrained(init)
+    cache = root / "latents"
+    if not cache.is_dir():
+        precompute_from_config(recipe.dit_media_config(), cache)
+    return cache
+
+
+def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
+    """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout); resumes."""
+    from vidgen.train.trainer import train
+
+    if not (recipe.root / "latents").is_dir():
+        raise FileNotFoundError(f"{recipe.root / 'latents'} does not exist: run the latents stage first")
+    config = recipe.dit_train_config(max_steps)
+    train(config, resume=True, progress=progress)
+    return Path(config.output_dir) / FINAL / "dit"
+
+
+def load_trained_dit(recipe: ShapesRecipe, from_checkpoint: bool = False):
+    """The trained DiT: the final export of the dit stage, or (`from_checkpoint`, or no final yet) the newest
+    checkpoint's EMA weights (its raw weights when it has no EMA)."""
+    from vidgen.dit.model import DiT
+    from vidgen.train import checkpoint as ckpt
+    from vidgen.train.trainer import CHECKPOINTS
+
+    final = recipe.root / "dit" / FINAL / "dit"
+    if final.is_dir() and not from_checkpoint:
+        return DiT.from_pretrained(final, dtype=torch.float32), str(final)
+    latest = ckpt.CheckpointManager(recipe.root / "dit" / CHECKPOINTS).latest()
+    if latest is None:
+        raise FileNotFoundError(f"no trained DiT in {recipe.root / 'dit'}: run the dit stage first")
+    tensors, state = ckpt.load(latest)
+    dit = DiT.from_pretrained(recipe.root / "dit_init", dtype=torch.float32)
+    dit.load_state_dict(tensors.get("ema") or tensors["model"])
+    return dit, f"{latest} ({'ema' if 'ema' in tensors else 'model'} weights, step {state['step']})"
+
+
+def build_pipeline(recipe: ShapesRecipe, from_checkpoint: bool = False):
+    """The trained pipeline in memory, with the recipe's generation defaults."""
+    from causal_vae import CausalVAE
+    from vidgen.pipeline import VideoPipeline
+    from vidgen.text import TextEncoder
+
+    dit, source = load_trained_dit(recipe, from_checkpoint)
+    log.info("export: DiT from %s", source)
+    vae = CausalVAE.from_pretrained(recipe.root / "vae_normalized")
+    text = TextEncoder.from_pretrained(recipe.root / "text" / "text_encoder", recipe.root / "text" / "tokenizer",
+                                       max_tokens=dit.config.text_len)
+    return VideoPipeline(dit.eval(), vae.eval(), text, recipe.defaults)
+
+
+def stage_export(recipe: ShapesRecipe, folder: str | Path, from_checkpoint: bool = False) -> Path:
+    """Save the trained pipeline to `folder` (replacing what is there) in our saved format."""
+    return build_pipeline(recipe, from_checkpoint).save_pretrained(folder, overwrite=True)
+
+
+def run_stages(recipe: ShapesRecipe, stages: list[str], *, export_to: str | Path, max_steps: int | None = None,
+               from_checkpoint: bool = False, progress: bool = True) -> None:
+    """Run `stages` in the recipe's order; `max_steps` overrides the training stages' step count."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    for stage in STAGES:
+        if stage not in stages:
+            continue
+        log.info("stage %s", stage)
+        if stage == "data":
+            stage_data(recipe)
+        elif stage == "vae":
+            stage_vae(recipe, max_steps, progress)
+        elif stage == "latents":
+            stage_latents(recipe, progress)
+        elif stage == "dit":
+            stage_dit(recipe, max_steps, progress)
+        else:
+            stage_export(recipe, export_to, from_checkpoint)
