@@ -124,3 +124,14 @@ def test_rope_angles_split_time_height_width():
     assert torch.equal(h_part[:1, :, :1].expand_as(h_part), h_part)
     assert torch.equal(w_part[:1, :1, :].expand_as(w_part), w_part)
     assert torch.allclose(w_part[0, 0, 1], 10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (FlashAttention/SDPA GPU paths)")
+@pytest.mark.parametrize("packed", [False, True])
+def test_cuda_auto_backend_error_bounded_by_reference(packed):
+    dtype = torch.bfloat16
+    shape = (sum(LENGTHS), 4, 64) if packed else (2, 37, 4, 64)
+    q, k, v = (x.cuda() for x in _qkv(shape, dtype))
+    cu = cu_seqlens(LENGTHS, device="cuda") if packed else None
+    truth = attention_reference(q.double(), k.double(), v.double(), cu, cu)
+    _bound(attention(q, k, v, cu, cu), attention_reference(q, k, v, cu, cu), truth, dtype)
