@@ -176,7 +176,7 @@ class VideoPipeline:
         c = self.config
         num_frames = c.num_frames if num_frames is None else num_frames
         if image is not None and (height is None or width is None):
-            height, width = _image_size(image, height, width)  # frame-to-video: the image's size by default
+            height, width = size_for_image(image, height, width)  # frame-to-video: the image's size by default
         height = c.height if height is None else height
         width = c.width if width is None else width
         steps = c.num_inference_steps if num_inference_steps is None else num_inference_steps
@@ -281,7 +281,7 @@ def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _image_size(image, height: int | None, width: int | None) -> tuple[int, int]:
+def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
     """Fill in a missing height/width from the image, keeping its aspect ratio, rounded down to multiples of 16."""
     h, w = image_to_tensor(image).shape[-2:]
     if height is None and width is None:
