@@ -192,3 +192,18 @@ def test_sigma_schedule_is_the_flow_one(pipe):
     pipe("a red circle", seed=0, num_inference_steps=3, shift=2.0, progress=False, output_type="latent",
          callback=lambda info: seen.append(info.sigma))
     assert seen == pytest.approx(flow.sigma_schedule(3, 2.0)[:-1].tolist())
+
+
+def test_bf16_components_run_and_stay_close_to_fp32():
+    pipe = tiny_vidgen_pipeline()
+    x = _noise(pipe)
+    kw = dict(latents=x, progress=False, output_type="latent", num_inference_steps=2)
+    ref = pipe("a red circle", **kw).frames
+    pipe.to(dtype=torch.bfloat16)
+    assert next(pipe.dit.parameters()).dtype == pipe.text_encoder.dtype == torch.bfloat16
+    assert next(pipe.vae.parameters()).dtype == torch.float32  # the VAE keeps its own precision
+    out = pipe("a red circle", **kw).frames
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max()
+    frames = pipe("a red circle", num_frames=1, seed=0, progress=False).frames
+    assert frames.dtype == np.float32 and np.isfinite(frames).all()
