@@ -137,6 +137,8 @@ class _Explodes:
     (dict(sampler="heun"), "unknown sampler"),
     (dict(output_type="mp4"), "output_type"),
     (dict(shift=0.0), "shift must be > 0"),
+    (dict(image=np.zeros((4, 4))), r"image array must be \(H, W, 3\)"),
+    (dict(negative_prompt=["a", "b"]), "2 negative prompts for 1 prompts"),
 ])
 def test_bad_input_fails_before_heavy_work(pipe, kwargs, message):
     saved = pipe.text_encoder

@@ -146,6 +146,17 @@ class VideoPipeline:
         pixels = image_to_tensor(image, height, width)  # (1, 3, 1, H, W) in [-1, 1]
         return self.vae.encode(pixels.to(self.vae.device, _dtype(self.vae))).float()
 
+    def clean_prefix(self, pixels: torch.Tensor, latents: torch.Tensor) -> CleanFrames:
+        """Given frames (1, 3, 1+4k, H, W) in [-1, 1] → their 1+k latent frames, held clean at the start of every
+        sample of `latents` (B, C, F, h, w). Frame-to-video is k = 0; continuation is the same with more frames."""
+        z = self.vae.encode(pixels.to(self.vae.device, _dtype(self.vae))).float().to(latents.device)
+        if z.shape[2] > latents.shape[2]:
+            raise ValueError(f"{pixels.shape[2]} given frames make {z.shape[2]} latent frames, more than the "
+                             f"{latents.shape[2]} to generate")
+        held = torch.zeros_like(latents)
+        held[:, :, : z.shape[2]] = z
+        return CleanFrames.prefix(held, z.shape[2])
+
     def decode_latents(self, latents: torch.Tensor, progress: bool = True) -> Iterator[torch.Tensor]:
         """Latents (B, C, F, h, w) → float32 frame chunks (B, t, H, W, 3) in [0, 1], streamed one latent frame at
         a time (1 frame for latent 0, then 4 each), so memory does not grow with the clip length."""
@@ -203,6 +214,10 @@ class VideoPipeline:
         if latents is not None and tuple(latents.shape) != shape:
             raise ValueError(f"latents have shape {tuple(latents.shape)}; expected {shape} for {batch} video(s) of "
                              f"{num_frames} frames at {height}x{width}")
+        if not isinstance(negative_prompt, str) and len(negative_prompt) != num_prompts:
+            raise ValueError(f"got {len(negative_prompt)} negative prompts for {num_prompts} prompts; pass one string "
+                             "or one per prompt")
+        pixels = None if image is None else image_to_tensor(image, height, width)  # (1, 3, 1, H, W)
 
         # Text context, computed once for the whole call.
         if prompt_embeds is None:
@@ -227,12 +242,7 @@ class VideoPipeline:
         else:
             seed = None
         latents = latents.to(self.device, torch.float32)
-        clean = None
-        if image is not None:
-            first = self.encode_image(image, height, width).to(self.device)  # (1, C, 1, h, w)
-            held = torch.zeros_like(latents)
-            held[:, :, :1] = first
-            clean = CleanFrames.prefix(held, 1)
+        clean = None if pixels is None else self.clean_prefix(pixels, latents)
 
         bar = tqdm(total=steps, desc="denoise", unit="step", disable=not progress)
 
