@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_PROMPT = "a red circle moves right on a black background"
+DEMO_PROMPT = "a red circle moving right on a black background"  # the shapes world's caption template
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
