@@ -109,6 +109,20 @@ def test_image_conditioning_holds_first_latent_frame_clean(pipe):
     assert pipe("a red circle", image=image, seed=0, progress=False, output_type="latent").frames.shape[-2:] == (6, 4)
 
 
+def test_video_continuation_holds_its_latent_frames_clean(pipe):
+    video = np.random.default_rng(1).random((5, 32, 32, 3)).astype(np.float32)
+    out = pipe("a red circle", video=video, num_frames=9, seed=0, progress=False, output_type="latent").frames
+    assert out.shape[2] == 3
+    given = pipe.vae.encode(torch.from_numpy(video).permute(3, 0, 1, 2)[None] * 2 - 1)
+    assert torch.equal(out[:, :, :2], given)
+    with pytest.raises(ValueError, match="fewer than num_frames=5"):
+        pipe("a red circle", video=video, num_frames=5, progress=False)
+    with pytest.raises(ValueError, match="1 \\+ 4·k"):
+        pipe("a red circle", video=video[:3], num_frames=9, progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        pipe("a red circle", video=video, image=video[0], num_frames=9, progress=False)
+
+
 def test_progress_bars_off_when_asked(pipe, capsys):
     pipe("a red circle", seed=0, progress=False)
     assert capsys.readouterr().err == ""

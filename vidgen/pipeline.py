@@ -175,19 +175,26 @@ class VideoPipeline:
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  shift: float | None = None, sampler: str = "euler", seed: int | None = None,
-                 latents: torch.Tensor | None = None, image=None, output_type: str = "np", progress: bool = True,
+                 latents: torch.Tensor | None = None, image=None, video=None, output_type: str = "np",
+                 progress: bool = True,
                  prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
                  num_videos_per_prompt: int = 1, callback: Callable[[StepInfo], None] | None = None,
                  ) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
-        through sampling. callback(StepInfo) runs after every step.
+        through sampling. video: 1+4k first frames (continuation), held clean the same way; the output starts with
+        them (re-decoded). callback(StepInfo) runs after every step.
         """
+        if image is not None and video is not None:
+            raise ValueError("pass either image= (frame-to-video) or video= (continuation), not both")
+        if video is not None:
+            video = video_to_frames(video)  # a list of frames, each in a form image= takes
         c = self.config
         num_frames = c.num_frames if num_frames is None else num_frames
-        if image is not None and (height is None or width is None):
-            height, width = size_for_image(image, height, width)  # frame-to-video: the image's size by default
+        given = image if video is None else video[0]
+        if given is not None and (height is None or width is None):
+            height, width = size_for_image(given, height, width)  # conditioning frames set the default size
         height = c.height if height is None else height
         width = c.width if width is None else width
         steps = c.num_inference_steps if num_inference_steps is None else num_inference_steps
@@ -217,7 +224,14 @@ class VideoPipeline:
         if not isinstance(negative_prompt, str) and len(negative_prompt) != num_prompts:
             raise ValueError(f"got {len(negative_prompt)} negative prompts for {num_prompts} prompts; pass one string "
                              "or one per prompt")
-        pixels = None if image is None else image_to_tensor(image, height, width)  # (1, 3, 1, H, W)
+        pixels = None  # given frames (1, 3, 1+4k, H, W) in [-1, 1]
+        if image is not None:
+            pixels = image_to_tensor(image, height, width)
+        elif video is not None:
+            if (len(video) - 1) % t_comp or len(video) >= num_frames:
+                raise ValueError(f"video= has {len(video)} frames; expected 1 + {t_comp}·k frames, fewer than "
+                                 f"num_frames={num_frames}")
+            pixels = torch.cat([image_to_tensor(f, height, width) for f in video], dim=2)
 
         # Text context, computed once for the whole call.
         if prompt_embeds is None:
@@ -289,6 +303,20 @@ class VideoPipeline:
 
 def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
+
+
+def video_to_frames(video) -> list:
+    """Frames with a leading time axis (np (T, H, W, 3), tensor (T, 3, H, W), or a list of images) → a list."""
+    if isinstance(video, (list, tuple)):
+        frames = list(video)
+    elif hasattr(video, "ndim") and video.ndim == 4:
+        frames = list(video)
+    else:
+        raise ValueError("video must be frames with a leading time axis: np (T, H, W, 3), tensor (T, 3, H, W) or a "
+                         f"list of images; got {type(video).__name__} {tuple(getattr(video, 'shape', ()))}")
+    if not frames:
+        raise ValueError("video= has no frames")
+    return frames
 
 
 def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
