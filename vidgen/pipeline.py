@@ -50,6 +50,20 @@ class PipelineOutput:
     seed: int | None = None
 
 
+def read_model_folder(folder: str | Path | None) -> tuple[Path, PipelineConfig]:
+    """Check a model folder (None: the embedded default) and read its generation defaults, without loading weights."""
+    if folder is None:
+        folder = DEFAULT_MODEL_DIR
+        if not (folder / OUR_CONFIG).is_file():
+            raise FileNotFoundError(
+                f"the embedded default model is not installed (looked for {folder / OUR_CONFIG}); pass a model "
+                "folder instead, e.g. VideoPipeline.from_pretrained('Wan2.1-T2V-1.3B-Diffusers') or --model DIR")
+    folder, kind = find_model_folder(folder)
+    if kind == "vidgen":
+        return folder, from_dict(PipelineConfig, folder / OUR_CONFIG)
+    return folder, PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])
+
+
 class VideoPipeline:
     def __init__(self, dit: torch.nn.Module, vae: torch.nn.Module, text_encoder: TextEncoder,
                  config: PipelineConfig = PipelineConfig()):
@@ -73,19 +87,9 @@ class VideoPipeline:
         from causal_vae import CausalVAE
         from vidgen.dit.model import DiT
 
-        if folder is None:
-            folder = DEFAULT_MODEL_DIR
-            if not (folder / OUR_CONFIG).is_file():
-                raise FileNotFoundError(
-                    f"the embedded default model is not installed (looked for {folder / OUR_CONFIG}); pass a model "
-                    "folder instead, e.g. VideoPipeline.from_pretrained('Wan2.1-T2V-1.3B-Diffusers')")
-        folder, kind = find_model_folder(folder)
+        folder, config = read_model_folder(folder)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        if kind == "vidgen":
-            config = from_dict(PipelineConfig, folder / OUR_CONFIG)
-        else:
-            config = PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])
         dit = DiT.from_pretrained(folder / "transformer", dtype=dtype, device=device)
         vae = CausalVAE.from_pretrained(folder / "vae", dtype=vae_dtype, device=device)
         text = TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", dtype=dtype, device=device,
