@@ -88,3 +88,15 @@ def test_latents_match_and_guidance_matters(pipes):
         out[g] = ours(latents=latents.clone(), guidance_scale=g, progress=False, **kw).frames
         torch.testing.assert_close(out[g], ref, atol=1e-3, rtol=1e-4)
     assert (out[4.0] - out[1.0]).abs().max() > 0.05  # the text and the guidance really act
+
+
+def test_wan_folder_resaved_in_our_format_gives_the_same_latents(pipes, tmp_path):
+    import vidgen
+
+    _, ours = pipes
+    resaved = vidgen.VideoPipeline.from_pretrained(ours.save_pretrained(tmp_path / "ours"), device="cpu")
+    assert resaved.config == ours.config
+    latents = torch.randn(1, Z_DIM, 2, 4, 6, generator=torch.Generator().manual_seed(3))
+    kw = dict(prompt="a blue square", num_frames=5, height=32, width=48, num_inference_steps=2, guidance_scale=3.0,
+              output_type="latent", progress=False)
+    torch.testing.assert_close(resaved(latents=latents.clone(), **kw).frames, ours(latents=latents.clone(), **kw).frames)
