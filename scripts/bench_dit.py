@@ -9,7 +9,7 @@ and achieved FLOP/s against a plain matmul of comparable size. Writes the `bench
 from __future__ import annotations
 
 import argparse
-import warnings
+import os
 
 import torch
 
@@ -18,13 +18,14 @@ from vidgen.dit.checkpoint import export_config, export_state_dict
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT
 
-# name -> (config, latent (C, F, h, w), text tokens)
+# name -> (config, latent (C, F, h, w), text tokens, measure peak memory)
 CASES = {
-    "shapes (80 tokens)": (DiTConfig.preset("shapes"), (16, 5, 8, 8), 64),
+    "shapes (80 tokens)": (DiTConfig.preset("shapes"), (16, 5, 8, 8), 64, False),
     "medium (320 tokens)": (
         DiTConfig(dim=512, ffn_dim=2048, num_heads=8, num_layers=2, text_dim=256, text_len=64),
         (16, 5, 16, 16),
         64,
+        True,
     ),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -33,15 +34,15 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 def build(config: DiTConfig, dtype: torch.dtype):
     """Our model and diffusers' on identical random weights."""
     from diffusers import WanTransformer3DModel
+    from diffusers.utils import logging as diffusers_logging
 
+    diffusers_logging.set_verbosity_error()  # it warns that some modules "should be kept in fp32": we compare as-is
     torch.manual_seed(0)
     ours = DiT(config).eval()
     kwargs = {k: v for k, v in export_config(config, "diffusers").items() if not k.startswith("_")}
     theirs = WanTransformer3DModel(**kwargs).eval()
     theirs.load_state_dict(export_state_dict(ours, "diffusers"))
-    with warnings.catch_warnings():  # diffusers warns that some modules "should be kept in fp32": we compare as-is
-        warnings.simplefilter("ignore")
-        return ours.to(dtype), theirs.to(dtype)
+    return ours.to(dtype), theirs.to(dtype)
 
 
 def inputs(config: DiTConfig, latent, text_len, dtype):
@@ -61,7 +62,7 @@ def forward_flops(config: DiTConfig, tokens: int, text_len: int) -> float:
 
 def peak_forward_mib(case: str, dtype_name: str, which: str) -> float:
     """Peak RSS growth of one forward, MiB, in this (fresh) process; build cost excluded."""
-    config, latent, text_len = CASES[case]
+    config, latent, text_len, _ = CASES[case]
     ours, theirs = build(config, DTYPES[dtype_name])
     model = ours if which == "ours" else theirs
     del ours, theirs
@@ -73,8 +74,9 @@ def peak_forward_mib(case: str, dtype_name: str, which: str) -> float:
 
 
 def matmul_flops_per_s(tokens: int, config: DiTConfig, dtype: torch.dtype) -> float:
-    a, b = torch.randn(tokens, config.dim).to(dtype), torch.randn(config.dim, config.ffn_dim).to(dtype)
-    seconds = time_alternating({"mm": lambda: a @ b}, repeats=5)["mm"]
+    # F.linear, as in the model: in bf16 it takes a faster (oneDNN) path on CPU than a bare `a @ b`
+    a, w = torch.randn(tokens, config.dim).to(dtype), torch.randn(config.ffn_dim, config.dim).to(dtype)
+    seconds = time_alternating({"mm": lambda: torch.nn.functional.linear(a, w)}, repeats=5)["mm"]
     return 2 * tokens * config.dim * config.ffn_dim / seconds
 
 
@@ -85,23 +87,29 @@ def main():
     args = parser.parse_args()
 
     rows = []
-    for case, (config, latent, text_len) in CASES.items():
+    for case, (config, latent, text_len, measure_memory) in CASES.items():
         tokens = latent[1] * latent[2] * latent[3] // 4
         for dtype_name, dtype in DTYPES.items():
             ours, theirs = build(config, dtype)
             x, t, ctx = inputs(config, latent, text_len, dtype)
             with torch.no_grad():
-                err = ((ours(x, t, ctx).float() - theirs(x, t, ctx, return_dict=False)[0].float()).norm()).item()
+                a, b = ours(x, t, ctx).float(), theirs(x, t, ctx, return_dict=False)[0].float()
+                err = ((a - b).norm() / b.norm()).item()
                 times = time_alternating(
                     {"ours": lambda: ours(x, t, ctx), "diffusers": lambda: theirs(x, t, ctx, return_dict=False)},
                     repeats=args.repeats,
                 )
             flops = forward_flops(config, tokens, text_len)
             mm = matmul_flops_per_s(tokens, config, dtype)
-            mem = {w: run_isolated(peak_forward_mib, case, dtype_name, w)[0] for w in ("ours", "diffusers")}
+            mem = "–"
+            if measure_memory:  # each figure costs a fresh process
+                ours_mib, theirs_mib = (
+                    run_isolated(peak_forward_mib, case, dtype_name, which)[0] for which in ("ours", "diffusers")
+                )
+                mem = f"{ours_mib:.0f} / {theirs_mib:.0f}"
             rows.append(
                 f"| {case} | {dtype_name} | {times['ours'] * 1e3:.0f} | {times['diffusers'] * 1e3:.0f} | "
-                f"**{times['diffusers'] / times['ours']:.2f}×** | {mem['ours']:.0f} / {mem['diffusers']:.0f} | "
+                f"**{times['diffusers'] / times['ours']:.2f}×** | {mem} | "
                 f"{flops / times['ours'] / 1e9:.1f} | {mm / 1e9:.1f} | {flops / times['ours'] / mm:.0%} | {err:.1e} |"
             )
             print(rows[-1], flush=True)
@@ -114,11 +122,12 @@ def main():
             f"{args.repeats} forwards alternating the two models. Peak memory is the RSS growth of one forward in a "
             "fresh process (weights excluded). GFLOP/s counts matmuls and attention only; the matmul column is a plain "
             "(tokens × dim) @ (dim × ffn_dim) product in the same dtype, the machine's practical ceiling for these "
-            "shapes. bf16 matmuls on this CPU are far slower than fp32 (no native bf16 units). The machine was shared "
-            "with other jobs while this ran: trust the ratios more than the absolute numbers.",
+            "shapes. bf16 matmuls on this CPU are far slower than fp32 (no native bf16 units), so bf16 time is mostly "
+            "matmul and the gap narrows. The machine was shared with other jobs while this ran (1-minute load "
+            f"average {os.getloadavg()[0]:.1f} at the end): trust the ratios more than the absolute numbers.",
             "",
             "| case | dtype | ours ms | diffusers ms | speed-up | peak MiB ours / diffusers | ours GFLOP/s | "
-            "matmul GFLOP/s | of matmul | ‖Δ‖ vs diffusers |",
+            "matmul GFLOP/s | of matmul | rel. diff vs diffusers |",
             "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",

@@ -344,8 +344,8 @@ class DiT(nn.Module):
 
 
 def _timestep_groups(t: torch.Tensor) -> torch.Tensor:
-    """t `(B,)` or `(B, F)` -> `(B, G)`. Per-frame timesteps that are all equal become one group per sample, so that
-    case computes exactly what the scalar case does."""
+    """t `(B,)` or `(B, F)` -> `(B, G)`. When every sample's per-frame timesteps are equal they become one group per
+    sample, so that case computes exactly what the scalar case does."""
     if t.ndim == 2 and bool((t == t[:, :1]).all()):
         return t[:, :1]
     return t if t.ndim == 2 else t[:, None]
