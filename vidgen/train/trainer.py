@@ -121,7 +121,6 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     if state is not None:
         opt_tensors = tensors.get("optimizer", {})
         optimizer.load_state_dict(ckpt.optimizer_from_parts(opt_tensors, state["optimizer_param_groups"]))
-        ckpt.set_rng_state(state["rng"], {})
         step, micro = state["step"], state["micro_batches"]
         log.info("resumed from %s at step %d", start_path, step)
 
@@ -142,7 +141,9 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
 
     result = TrainResult(step, output_dir=out)
     params = [p for m in wrapped.values() for p in m.parameters() if p.requires_grad]
-    batches = iter(loader(data, micro, config.data.num_workers))
+    batches = iter(loader(data, micro, config.data.num_workers))  # draws a seed from the global RNG: restore after
+    if state is not None:
+        ckpt.set_rng_state(state["rng"], {})
     bar = tqdm(total=config.max_steps, initial=step, disable=not (progress and accelerator.is_main_process),
                desc=f"train {config.task}", dynamic_ncols=True)
     metrics_file = out / "metrics.jsonl"
