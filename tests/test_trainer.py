@@ -126,6 +126,10 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(cache, text_dir, tmp_
     assert a.keys() == b.keys()
     worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
     assert worst <= 1e-6, worst
+    # the jointly trained text encoder is exported in Wan's layout and loads back
+    from vidgen.train.text_conditioner import TextConditioner
+
+    assert TextConditioner.from_folder(tmp_path / "killed" / "final", 16)(["a red circle"]).shape == (1, 16, 24)
 
 
 def test_bad_input_fails_before_training(media, tmp_path):

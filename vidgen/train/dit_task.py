@@ -112,10 +112,10 @@ class DiTTask:
                                   prefix=prefix.to(device))
 
     def export(self, folder: Path, modules: dict) -> None:
-        """The trained networks in their loadable formats: `dit/` and (when trained) `text_encoder/`."""
+        """The trained networks in their loadable formats: `dit/` and, when trained, `text_encoder/` + `tokenizer/`."""
         modules["model"].save_pretrained(folder / "dit", overwrite=True)
         if "text_encoder" in modules:
-            modules["text_encoder"].save_pretrained(folder / "text_encoder")
+            modules["text_encoder"].save_pretrained(folder)
 
     @torch.no_grad()
     def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:

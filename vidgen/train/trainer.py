@@ -126,9 +126,9 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
 
     def save(step: int) -> None:
         accelerator.wait_for_everyone()
+        parts = {n: accelerator.get_state_dict(m) for n, m in wrapped.items()}  # collective under FSDP: all ranks
         if not accelerator.is_main_process:
             return
-        parts = {n: accelerator.unwrap_model(m).state_dict() for n, m in wrapped.items()}
         if ema is not None:
             parts["ema"] = ema.state_dict()
         opt_tensors, opt_groups = ckpt.optimizer_to_parts(optimizer.state_dict())
