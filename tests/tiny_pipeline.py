@@ -28,3 +28,30 @@ def tiny_umt5(d_model: int = 32, seed: int = 0):
     cfg = UMT5Config(vocab_size=len(WORDS) + 3, d_model=d_model, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
                      relative_attention_num_buckets=8, relative_attention_max_distance=16)
     return UMT5EncoderModel(cfg).eval()
+
+
+def perturb(module: torch.nn.Module, scale: float = 0.05, seed: int = 0) -> torch.nn.Module:
+    """Add small noise to every parameter, so zero-initialised layers do not hide mistakes."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return module
+
+
+def tiny_vidgen_pipeline(**config):
+    """Our VideoPipeline with tiny random components: DiT "tiny" (4 latent channels, text_dim 24), VAE "tiny"."""
+    from causal_vae import CausalVAE
+    from causal_vae.config import preset
+    from vidgen.dit.config import DiTConfig
+    from vidgen.dit.model import DiT
+    from vidgen.pipeline import PipelineConfig, VideoPipeline
+    from vidgen.text import TextEncoder
+
+    torch.manual_seed(0)
+    dit_cfg = DiTConfig.preset("tiny")
+    dit = perturb(DiT(dit_cfg)).eval()
+    vae = perturb(CausalVAE(preset("tiny")), 0.01).eval()
+    text = TextEncoder(tiny_umt5(d_model=dit_cfg.text_dim), tiny_tokenizer(), max_tokens=dit_cfg.text_len)
+    defaults = dict(num_frames=5, height=32, width=32, num_inference_steps=2, guidance_scale=3.0, shift=2.0)
+    return VideoPipeline(dit, vae, text, PipelineConfig(**{**defaults, **config}))
