@@ -82,10 +82,18 @@ def test_loss_falls_well_below_its_start(cache, tmp_path):
 
 
 def test_raw_media_run_encodes_with_the_vae_and_exports(media, text_dir, tmp_path):
-    cfg = TrainConfig.load(tiny(media, tmp_path, text_encoder=str(text_dir), max_steps=3, save_every=3,
-                                optim={"grad_accum": 1}))
-    result = train(cfg, progress=False)
-    assert result.step == 3 and all(l == l for l in result.losses)
+    cfg = tiny(media, tmp_path, text_encoder=str(text_dir), max_steps=3, save_every=3, sample_every=3,
+               sample_prompts=["a red square moving right"], sample_steps=2, optim={"grad_accum": 1})
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    from vidgen.cli import main
+
+    assert main(["train", "--config", str(cfg_file), "--no-progress"]) == 0
+    assert "loss" in (tmp_path / "metrics.jsonl").read_text()
+    (clip,) = (tmp_path / "samples").glob("*.mp4")
+    from vidgen.video_io import read_video
+
+    assert read_video(clip)[0].shape == (5, 32, 32, 3)
     assert (tmp_path / "final" / "dit" / "config.json").is_file()
     assert (tmp_path / "checkpoints" / "step-00000003" / "ema.safetensors").is_file()
 
@@ -106,7 +114,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(cache, text_dir, tmp_
     cfg_file.write_text(yaml.safe_dump(cached(cache, tmp_path / "killed", **over)))
     script = ("import sys, time, torch; torch.set_num_threads(1)\n"
               "from vidgen.train.config import TrainConfig\nfrom vidgen.train.trainer import train\n"
-              "train(TrainConfig.load(sys.argv[1]), progress=False, on_step=lambda s: time.sleep(0.4))\n")
+              "train(TrainConfig.load(sys.argv[1]), progress=False, on_step=lambda s: time.sleep(0.25))\n")
     proc = subprocess.Popen([sys.executable, "-c", script, str(cfg_file)], env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpts = tmp_path / "killed" / "checkpoints"
@@ -130,6 +138,15 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(cache, text_dir, tmp_
     from vidgen.train.text_conditioner import TextConditioner
 
     assert TextConditioner.from_folder(tmp_path / "killed" / "final", 16)(["a red circle"]).shape == (1, 16, 24)
+
+
+def test_cli_reports_bad_config_without_traceback(media, tmp_path, capsys):
+    from vidgen.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**tiny(media, tmp_path), "optimiser": {}}))
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "unknown key(s) ['optimiser']" in capsys.readouterr().err
 
 
 def test_bad_input_fails_before_training(media, tmp_path):

@@ -143,7 +143,7 @@ class DiTTask:
             video = self.vae.decode(z.float())  # (1, 3, T, H, W) in [-1, 1]
             frames = ((video[0].permute(1, 2, 3, 0).float().cpu() + 1) / 2).clamp(0, 1).numpy()
             path = folder / f"step{step:08d}-{i}{'.png' if bucket.frames == 1 else '.mp4'}"
-            save_video(frames, str(path), fps=int(self.config.data.fps or 16))
+            save_video(frames, path, fps=self.config.data.fps or 16, overwrite=True)
             out.append(path)
         model.train(was_training)
         return out
