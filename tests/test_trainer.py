@@ -246,6 +246,13 @@ def test_latent_cache_overfits_one_clip_and_samples_it_back(media, text_dir, tmp
     assert after < 0.35 and after < before / 3, (before, after)
 
 
+def train_loader_videos(cfg):
+    from vidgen.train.data import build_data, loader
+
+    for batch in loader(build_data(cfg, (4, 8)), 0, 0):
+        yield batch["video"]
+
+
 def test_vae_trains_on_the_same_data(media, tmp_path):
     cfg = TrainConfig.load(tiny(media, tmp_path, task="vae", max_steps=12, save_every=12, log_every=6,
                                 data={"buckets": [[5, 16, 16], [1, 16, 16]]},
@@ -253,5 +260,26 @@ def test_vae_trains_on_the_same_data(media, tmp_path):
                                 ema_decay=0.0))
     result = train(cfg, progress=False)
     assert sum(result.losses[-4:]) / 4 < 0.7 * sum(result.losses[:3]) / 3, result.losses
-    assert (tmp_path / "final" / "vae").is_dir()
+    from causal_vae import CausalVAE
+
+    vae = CausalVAE.from_pretrained(tmp_path / "final" / "vae")  # with latent statistics measured on the data
+    video = next(iter(train_loader_videos(cfg)))
+    z = vae.encode(video)
+    assert abs(z.mean().item()) < 0.5 and 0.3 < z.std().item() < 2.0, (z.mean(), z.std())
     assert (tmp_path / "checkpoints" / "step-00000012" / "model.safetensors").is_file()
+
+
+def test_bf16_and_gradient_checkpointing_train(cache, tmp_path):
+    cfg = TrainConfig.load(cached(cache, tmp_path, max_steps=3, save_every=3, mixed_precision="bf16",
+                                  gradient_checkpointing=True, optim={"grad_accum": 1}))
+    result = train(cfg, progress=False)
+    assert result.step == 3 and all(0 < l < 10 for l in result.losses)
+    # weights and EMA stay fp32 masters; autocast runs the matmuls in bf16
+    weights = load_file(str(tmp_path / "checkpoints" / "step-00000003" / "model.safetensors"))
+    assert all(v.dtype == torch.float32 for v in weights.values())
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "train").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_training_configs_load(path):
+    cfg = TrainConfig.load(path)
+    assert cfg.data.buckets

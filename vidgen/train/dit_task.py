@@ -111,7 +111,7 @@ class DiTTask:
         return flow_matching_loss(lambda x, t: model(x, t, context), x0, sig.to(device), noise.to(device),
                                   prefix=prefix.to(device))
 
-    def export(self, folder: Path, modules: dict) -> None:
+    def export(self, folder: Path, modules: dict, batches=None) -> None:
         """The trained networks in their loadable formats: `dit/` and, when trained, `text_encoder/` + `tokenizer/`."""
         modules["model"].save_pretrained(folder / "dit", overwrite=True)
         if "text_encoder" in modules:
