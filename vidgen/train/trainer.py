@@ -183,7 +183,8 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         bar.set_postfix(loss=f"{loss_sum:.4f}")
         if step % config.log_every == 0 or step == config.max_steps:
             dt = time.perf_counter() - t_last
-            row = {"step": step, "loss": loss_sum, "grad_norm": float(grad_norm), "lr": o.lr * factor,
+            mean_loss = accelerator.reduce(torch.tensor([loss_sum], device=accelerator.device), "mean").item()
+            row = {"step": step, "loss": mean_loss, "grad_norm": float(grad_norm), "lr": o.lr * factor,
                    "samples_per_s": samples_since * world / max(dt, 1e-9), "bad_files": len(result.bad_files)}
             if accelerator.is_main_process:
                 line = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
