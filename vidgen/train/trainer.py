@@ -88,6 +88,11 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         tensors, state = ckpt.load(start_path)
         _check_resumable(start_path, state, config)
 
+    from accelerate.state import AcceleratorState
+
+    # accelerate keeps one process-wide state; a previous run in this process (a notebook, the tests) may have set
+    # another precision. Clearing it keeps the distributed setup (PartialState) and only forgets those settings.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(config.seed)  # same initial weights on every rank
