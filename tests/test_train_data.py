@@ -113,3 +113,18 @@ def test_no_usable_files_and_bad_buckets_are_clear_errors(tmp_path):
         validate_buckets([(5, 40, 32)])
     with pytest.raises(FileNotFoundError):
         scan_folder(tmp_path / "missing")
+
+
+def test_pyav_fallback_reads_what_decord_reads(folder, monkeypatch):
+    from vidgen.data import media
+
+    path = folder / "clip1.mp4"
+    info, frames = probe(path), read_frames(path, [0, 4, 8])
+
+    def broken(*args):
+        raise RuntimeError("decord cannot open this file")
+
+    monkeypatch.setattr(media, "_probe_decord", broken)
+    monkeypatch.setattr(media, "_read_decord", broken)
+    assert probe(path) == MediaInfo(info.num_frames, info.fps, info.height, info.width)
+    assert (read_frames(path, [0, 4, 8]).astype(int) - frames.astype(int)).__abs__().max() <= 2

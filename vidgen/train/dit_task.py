@@ -26,7 +26,8 @@ class DiTTask:
             raise ValueError(f"the VAE makes {vae.config.z_dim}-channel latents but the DiT takes in_dim={c.in_dim}; "
                              "use a DiT config whose in_dim/out_dim match the VAE's z_dim")
         if text is not None and text.dim != c.text_dim:
-            raise ValueError(f"the text encoder is {text.dim} wide but the DiT expects text_dim={c.text_dim}")
+            raise ValueError(f"the text encoder is {text.dim} wide but the DiT expects text_dim={c.text_dim}; use a "
+                             f"text encoder of width {c.text_dim} or a DiT config with text_dim: {text.dim}")
         if config.data.cache is None and vae is None:
             raise ValueError("task dit on raw media needs a VAE to encode it: set `vae:` (or train from data.cache)")
         if config.train_text_encoder and text is None:
