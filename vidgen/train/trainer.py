@@ -106,9 +106,6 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         module.train()
         if name in tensors:
             module.load_state_dict(tensors[name])
-    ema = EMA(modules["model"], config.ema_decay) if config.ema_decay > 0 else None
-    if ema is not None and "ema" in tensors:
-        ema.load_state_dict(tensors["ema"])
     o = config.optim
     groups = [{"params": [p for p in modules["model"].parameters() if p.requires_grad], "lr": o.lr, "base_lr": o.lr}]
     if "text_encoder" in modules:
@@ -121,6 +118,10 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     wrapped = dict(zip(names, prepared[:-1]))
     optimizer = prepared[-1]
     task.to(accelerator.device)
+    # after prepare, so the fp32 shadow weights live on the training device
+    ema = EMA(accelerator.unwrap_model(wrapped["model"]), config.ema_decay) if config.ema_decay > 0 else None
+    if ema is not None and "ema" in tensors:
+        ema.load_state_dict(tensors["ema"])
 
     step, micro = 0, 0
     if state is not None:
@@ -193,7 +194,10 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
                    "samples_per_s": samples_since * world / max(dt, 1e-9), "bad_files": len(result.bad_files)}
             if accelerator.is_main_process:
                 line = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-                bar.write(line) if progress else log.info(line)
+                if progress:
+                    bar.write(line)
+                else:
+                    log.info(line)
                 with metrics_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")
             t_last, samples_since = time.perf_counter(), 0
