@@ -26,7 +26,7 @@ def test_folder_index_skips_corrupt_file_with_one_warning(folder, caplog):
     assert items[1].caption == "a red square moving right" and items[4].caption == ""
     with caplog.at_level(logging.WARNING):
         index = build_index(items, BUCKETS)
-    assert list(index.skipped) == [str(folder / "broken.mp4")]
+    assert list(index.skipped) == index.unreadable == [str(folder / "broken.mp4")]
     assert sum("broken.mp4" in r.message for r in caplog.records) == 1
     # videos fill the 5-frame bucket, images the 1-frame one
     assert index.entries == [(0, 0), (1, 0), (2, 0), (3, 1), (4, 1)]

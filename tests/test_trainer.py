@@ -89,7 +89,8 @@ def test_raw_media_run_encodes_with_the_vae_and_exports(media, text_dir, tmp_pat
     from vidgen.cli import main
 
     assert main(["train", "--config", str(cfg_file), "--no-progress"]) == 0
-    assert "loss" in (tmp_path / "metrics.jsonl").read_text()
+    metrics = (tmp_path / "metrics.jsonl").read_text()
+    assert '"bad_files": 1' in metrics  # the corrupt mp4 in the folder is counted
     (clip,) = (tmp_path / "samples").glob("*.mp4")
     from vidgen.video_io import read_video
 

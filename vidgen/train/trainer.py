@@ -100,6 +100,9 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     data = build_data(config, task.factors, rank, world)
     for path, reason in data.skipped.items():
         log.info("not used: %s (%s)", path, reason)
+    if data.skipped:
+        log.warning("data: %d file(s) not used (%d unreadable); see the 'not used' lines above", len(data.skipped),
+                    len(data.unreadable))
 
     modules = task.trainable()
     for name, module in modules.items():
@@ -145,7 +148,7 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         path = manager.save(step, parts, meta)
         log.info("saved %s", path)
 
-    result = TrainResult(step, output_dir=out)
+    result = TrainResult(step, output_dir=out, bad_files=set(data.unreadable))  # late decode failures join them
     params = [p for m in wrapped.values() for p in m.parameters() if p.requires_grad]
     batches = iter(loader(data, micro, config.data.num_workers))  # draws a seed from the global RNG: restore after
     if state is not None:
