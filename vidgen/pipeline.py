@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from vidgen import conditioning
 from vidgen.config_io import from_dict, to_dict
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
@@ -167,16 +168,25 @@ class VideoPipeline:
                  latents: torch.Tensor | None = None, image=None, output_type: str = "np", progress: bool = True,
                  prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
                  num_videos_per_prompt: int = 1, callback: Callable[[StepInfo], None] | None = None,
-                 ) -> PipelineOutput:
+                 video=None, context_frames: int | None = None, context_noise: float = 0.0,
+                 context_latents: torch.Tensor | None = None) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
         through sampling. callback(StepInfo) runs after every step.
+        Continuation (vidgen/conditioning.py): video= (frames with a leading time axis) → its last `context_frames`
+        (1 + 4j, default 5) frames are re-encoded and held clean as the first latent frames of a window of
+        `num_frames` (which counts them); only the num_frames − context_frames new frames are returned.
+        context_latents= (B or 1, C, F_c, h, w) gives that clean prefix directly, in latent space. context_noise=σ_c
+        holds the context at noise level σ_c and tells the DiT so (noise augmentation). With output_type="latent"
+        the whole window is returned, context included (clean).
         """
         c = self.config
         num_frames = c.num_frames if num_frames is None else num_frames
-        if image is not None and (height is None or width is None):
-            height, width = _image_size(image, height, width)  # frame-to-video: the image's size by default
+        if (image is not None or video is not None) and (height is None or width is None):
+            # frame-to-video, continuation: the (last) frame's size by default
+            first = image if image is not None else conditioning.video_frame(video, -1)
+            height, width = _image_size(first, height, width)
         height = c.height if height is None else height
         width = c.width if width is None else width
         steps = c.num_inference_steps if num_inference_steps is None else num_inference_steps
@@ -188,6 +198,9 @@ class VideoPipeline:
                               multiple=self.vae.config.spatial_compression * self.dit.config.patch_size[1],
                               temporal=self.vae.config.temporal_compression)
         sample = get_sampler(sampler)
+        context_frames = conditioning.check_context_args(
+            image=image, video=video, context_frames=context_frames, context_latents=context_latents,
+            context_noise=context_noise, num_frames=num_frames, temporal=self.vae.config.temporal_compression)
         if prompt_embeds is None:
             if prompt is None:
                 raise ValueError("pass a prompt (a string or a list of strings), or prompt_embeds")
@@ -227,12 +240,14 @@ class VideoPipeline:
         else:
             seed = None
         latents = latents.to(self.device, torch.float32)
-        clean = None
+        clean, context = None, context_latents
         if image is not None:
-            first = self.encode_image(image, height, width).to(self.device)  # (1, C, 1, h, w)
-            held = torch.zeros_like(latents)
-            held[:, :, :1] = first
-            clean = CleanFrames.prefix(held, 1)
+            context = self.encode_image(image, height, width)  # (1, C, 1, h, w)
+        elif video is not None:
+            context = conditioning.encode_video_context(self.vae, video, context_frames, height, width)
+        if context is not None:
+            clean = conditioning.hold_context(latents, context.to(self.device), context_noise)
+            model = conditioning.with_context_sigma(model, clean, context_noise)
 
         bar = tqdm(total=steps, desc="denoise", unit="step", disable=not progress)
 
@@ -243,10 +258,14 @@ class VideoPipeline:
 
         with bar:
             latents = sample(model, latents, sigma_schedule(steps, shift), clean=clean, callback=on_step)
+        if context is not None and context_noise > 0:
+            latents = conditioning.restore_context(latents, context)
 
         if output_type == "latent":
             return PipelineOutput(latents, seed)
         frames = torch.cat(list(self.decode_latents(latents, progress)), dim=1)  # (B, T, H, W, 3)
+        if image is None and context is not None:  # continuation: only the new frames
+            frames = frames[:, conditioning.pixel_frames_of(context.shape[2], t_comp):]
         if output_type == "pt":
             return PipelineOutput(frames, seed)
         frames = frames.cpu().numpy()
