@@ -186,7 +186,7 @@ class VideoPipeline:
         if (image is not None or video is not None) and (height is None or width is None):
             # frame-to-video, continuation: the (last) frame's size by default
             first = image if image is not None else conditioning.video_frame(video, -1)
-            height, width = _image_size(first, height, width)
+            height, width = size_for_image(first, height, width)
         height = c.height if height is None else height
         width = c.width if width is None else width
         steps = c.num_inference_steps if num_inference_steps is None else num_inference_steps
@@ -300,7 +300,7 @@ def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _image_size(image, height: int | None, width: int | None) -> tuple[int, int]:
+def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
     """Fill in a missing height/width from the image, keeping its aspect ratio, rounded down to multiples of 16."""
     h, w = image_to_tensor(image).shape[-2:]
     if height is None and width is None:
