@@ -114,7 +114,7 @@ class ColorAnchor:
         return np.clip(out, 0.0, 1.0).astype(chunk.dtype)
 
     def end_segment(self, segment: int) -> None:
-        if segment == 0:
+        if segment == 0 and self._sums[0, 0] > 0:
             self.reference = np.stack(self._stats())
         self._sums = np.zeros((3, 3))
 
