@@ -150,3 +150,14 @@ def test_prompt_reuse_and_bad_config(pipe, tmp_path):
     (tmp_path / "x.mp4").write_bytes(b"")
     with pytest.raises(FileExistsError, match="overwrite"):
         generate_long_video(pipe, "a", tmp_path / "x.mp4", LongVideoConfig(segments=2, **SMALL), progress=False)
+
+
+def test_compare_chaining_table(pipe, tmp_path):
+    from vidgen.long_video import compare_chaining, comparison_table, mitigation_variants
+
+    variants = mitigation_variants(context_frames=1)
+    chosen = {name: variants[name] for name in ("last frame (baseline)", "latent K=1 + colour anchor")}
+    reports = compare_chaining(pipe, "a red circle", LongVideoConfig(segments=2, **SMALL), tmp_path, chosen)
+    table = comparison_table(reports)
+    assert len(reports) == 2 and all(len(r.delta_e) == 2 and len(r.seam_jump) == 1 for r in reports.values())
+    assert "| last frame (baseline) |" in table and "| latent K=1 + colour anchor |" in table

@@ -245,6 +245,47 @@ def _encode_frames(vae, frames: np.ndarray) -> torch.Tensor:
     return vae.encode(pixels.to(vae.device, vae.dtype)).float()
 
 
+# --- which hand-over drifts least ---------------------------------------------------------------------------------
+
+
+def mitigation_variants(context_frames: int = 5, context_noise: float = 0.05) -> dict[str, dict]:
+    """The chaining options compared by `compare_chaining`: name → LongVideoConfig overrides."""
+    k = {"context_frames": context_frames}
+    return {
+        "last frame (baseline)": {"handover": "pixel", "context_frames": 1},
+        f"pixel K={context_frames}": {"handover": "pixel", **k},
+        f"latent K={context_frames}": {"handover": "latent", **k},
+        f"pixel K={context_frames} + noise {context_noise}": {"handover": "pixel", "context_noise": context_noise, **k},
+        f"latent K={context_frames} + noise {context_noise}": {"handover": "latent", "context_noise": context_noise,
+                                                              **k},
+        f"pixel K={context_frames} + colour anchor": {"handover": "pixel", "color_anchor": True, **k},
+        f"latent K={context_frames} + colour anchor": {"handover": "latent", "color_anchor": True, **k},
+    }
+
+
+def compare_chaining(pipe, prompts: str | list[str], base: LongVideoConfig, folder: str | Path,
+                     variants: dict[str, dict] | None = None, progress: bool = False) -> dict[str, DriftReport]:
+    """Generate the same long video once per variant (same seed and prompts) into `folder`; their drift reports."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    reports = {}
+    for i, (name, overrides) in enumerate((variants or mitigation_variants(base.context_frames)).items()):
+        config = dataclasses.replace(base, **overrides)
+        result = generate_long_video(pipe, prompts, folder / f"variant_{i}.mp4", config, overwrite=True, drift=True,
+                                     progress=progress)
+        reports[name] = result.report
+    return reports
+
+
+def comparison_table(reports: dict[str, DriftReport]) -> str:
+    """Markdown: per variant, ΔE of the last segment from segment 1, the largest ΔE, and the seam jumps."""
+    rows = ["| chaining | ΔE last segment | max ΔE | seam jump mean | seam jump max |", "|---|---:|---:|---:|---:|"]
+    for name, r in reports.items():
+        rows.append(f"| {name} | {r.delta_e[-1]:.2f} | {r.max_delta_e:.2f} | {r.mean_seam_jump:.2f} | "
+                    f"{r.max_seam_jump:.2f} |")
+    return "\n".join(rows)
+
+
 # --- resume state -----------------------------------------------------------------------------------------------
 
 
