@@ -161,3 +161,16 @@ def test_compare_chaining_table(pipe, tmp_path):
     table = comparison_table(reports)
     assert len(reports) == 2 and all(len(r.delta_e) == 2 and len(r.seam_jump) == 1 for r in reports.values())
     assert "| last frame (baseline) |" in table and "| latent K=1 + colour anchor |" in table
+
+
+def test_drift_report_of_a_video_file(pipe, tmp_path):
+    from vidgen.drift import segment_lengths, video_drift_report
+
+    result = generate_long_video(pipe, "a red circle", tmp_path / "long.mp4", LongVideoConfig(segments=3, **SMALL),
+                                 progress=False, drift=True)
+    report = video_drift_report(result.path, frames=5, context_frames=1)  # from the (lossy) mp4
+    assert len(report.mean_lab) == 3 and len(report.seam_jump) == 2
+    assert np.allclose(report.mean_lab, result.report.mean_lab, atol=2.0)
+    assert segment_lengths(13, 5, 1) == [5, 4, 4]
+    with pytest.raises(ValueError, match="not a chain"):
+        segment_lengths(12, 5, 1)

@@ -80,6 +80,38 @@ class StreamDriftMeter:
         self._new_segment = True
 
 
+def segment_lengths(total_frames: int, frames: int, context_frames: int) -> list[int]:
+    """Frames each segment of a chained video wrote: `frames` for the first, `frames − context_frames` after."""
+    step = frames - context_frames
+    if step < 1 or total_frames < frames or (total_frames - frames) % step:
+        raise ValueError(f"{total_frames} frames is not a chain of {frames}-frame segments continuing "
+                         f"{context_frames} frame(s) (expected {frames} + n·{step})")
+    return [frames] + [step] * ((total_frames - frames) // step)
+
+
+def video_drift_report(path, frames: int, context_frames: int) -> DriftReport:
+    """The DriftReport of a chained video file, read frame by frame (constant memory); `frames` and
+    `context_frames` are the settings it was made with (segment 1 wrote `frames`, later ones `frames − K`)."""
+    import av
+
+    with av.open(str(path)) as container:
+        total = container.streams.video[0].frames
+    if not total:  # containers without a frame count: count by decoding
+        with av.open(str(path)) as container:
+            total = sum(1 for _ in container.decode(video=0))
+    lengths = segment_lengths(total, frames, context_frames)
+    meter, seg, left = StreamDriftMeter(), 0, lengths[0]
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            meter.add(frame.to_ndarray(format="rgb24")[None])
+            left -= 1
+            if left == 0:
+                meter.end_segment()
+                seg += 1
+                left = lengths[seg] if seg < len(lengths) else 0
+    return meter.report()
+
+
 def _jump(seam: float, within: float) -> float:
     # The same rule as metrics.DriftMeter: no motion inside segments makes any visible seam an infinite jump.
     if math.isnan(within):
