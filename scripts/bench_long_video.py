@@ -5,6 +5,7 @@ process, on the tiny random test model (tests/tiny_pipeline.py; run from the rep
 """
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +37,10 @@ def main() -> None:
     p.add_argument("--context-frames", type=int, default=1)
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = p.parse_args()
+    # glibc moves its mmap threshold up as large blocks are freed, after which activations come from a fragmenting
+    # heap and peak RSS jitters by ~100 MiB between identical segments; a fixed threshold (inherited by the spawned
+    # children) makes a real growth visible.
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
     rows = []
     for n in (2, 16):
         (written, peaks), seconds, mem = run_isolated(run, n, args.size, args.frames, args.context_frames, threads=2)
@@ -50,7 +55,8 @@ def main() -> None:
         "",
         f"Tiny random model, {args.size}×{args.size}, {args.frames}-frame segments continuing {args.context_frames} "
         "frame(s), 1 step, pixel hand-over, drift measured; each run in a fresh process; peak RSS is counted from "
-        "just before the call (model built inside it). Machine: " + machine_info() + ".",
+        "just before the call (model built inside it); MALLOC_MMAP_THRESHOLD_=" + os.environ["MALLOC_MMAP_THRESHOLD_"]
+        + " (see the script). Machine: " + machine_info() + ".",
         "",
         "| segments | frames written | seconds | peak RSS increase (MiB) | peak growth after segment 2 (MiB) | "
         "all frames as uint8 (MiB) |",
