@@ -143,8 +143,8 @@ def test_prompt_reuse_and_bad_config(pipe, tmp_path):
     with pytest.raises(ValueError, match="handover"):
         LongVideoConfig(segments=2, handover="decode")
     with pytest.raises(ValueError, match="leaves nothing to generate"):
-        generate_long_video(pipe, "a", tmp_path / "x.mp4", LongVideoConfig(segments=2, **{**SMALL, "context_frames": 5}),
-                            progress=False)
+        generate_long_video(pipe, "a", tmp_path / "x.mp4",
+                            LongVideoConfig(segments=2, **{**SMALL, "context_frames": 5}), progress=False)
     with pytest.raises(ValueError, match="non-empty list"):
         generate_long_video(pipe, [], tmp_path / "x.mp4", LongVideoConfig(segments=2, **SMALL), progress=False)
     (tmp_path / "x.mp4").write_bytes(b"")

@@ -41,7 +41,7 @@ def video_frame(video, i: int):
     if isinstance(video, (list, tuple)):
         return video[i]
     frame = video[i]
-    # A tensor in the pipeline's own "pt" output layout (T, H, W, 3) is channels-last; the documented one is (T, 3, H, W).
+    # A tensor in the pipeline's "pt" output layout (T, H, W, 3) is channels-last; the documented one is (T, 3, H, W).
     if isinstance(frame, torch.Tensor) and frame.shape[0] != 3 and frame.shape[-1] == 3:
         frame = frame.permute(2, 0, 1)
     if isinstance(frame, torch.Tensor) and frame.dtype == torch.uint8:

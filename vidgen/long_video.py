@@ -221,7 +221,8 @@ def _resolve(pipe, prompts: list[str], config: LongVideoConfig) -> dict:
     """Every setting of the run, validated before any heavy work; also what a resumed run must match."""
     c = pipe.config
     pick = lambda value, default: default if value is None else value  # noqa: E731
-    frames, height, width = pick(config.frames, c.num_frames), pick(config.height, c.height), pick(config.width, c.width)
+    frames = pick(config.frames, c.num_frames)
+    height, width = pick(config.height, c.height), pick(config.width, c.width)
     steps, guidance, shift = (pick(config.num_inference_steps, c.num_inference_steps),
                               pick(config.guidance_scale, c.guidance_scale), pick(config.shift, c.shift))
     vae_cfg = pipe.vae.config
