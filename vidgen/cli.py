@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_PROMPT = "a red circle moves right on a black background"
+DEMO_PROMPT = "a red circle moving right on a black background"  # the shapes world's caption template
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -85,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def generate(args: argparse.Namespace) -> int:
     from vidgen.checks import check_generation_args
-    from vidgen.pipeline import size_for_image
+    from vidgen.pipeline import read_model_folder, size_for_image
     from vidgen.video_io import IMAGE_FORMATS, check_output_path
 
     times: dict[str, float] = {}
     # --- checks, before anything heavy ---
     output = check_output_path(args.output, args.overwrite)
-    config = _model_defaults(args.model)  # also checks the folder
+    _, config = read_model_folder(args.model)  # also checks the folder
     frames = config.num_frames if args.frames is None else args.frames
     height, width = args.height, args.width
     image = None
@@ -157,23 +157,6 @@ def generate(args: argparse.Namespace) -> int:
     print(f"wrote {output} ({what}, {width}x{height}, seed {out.seed})")
     print("  " + " · ".join(f"{name} {sec:.2f}s" for name, sec in times.items()))
     return 0
-
-
-def _model_defaults(model: str | None):
-    """The model's generation defaults, read without loading any weights."""
-    from vidgen.config_io import from_dict
-    from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
-    from vidgen.pipeline import PipelineConfig
-
-    if model is None:
-        if not (DEFAULT_MODEL_DIR / OUR_CONFIG).is_file():
-            raise FileNotFoundError(f"the embedded default model is not installed (looked for "
-                                    f"{DEFAULT_MODEL_DIR / OUR_CONFIG}); pass --model DIR")
-        model = DEFAULT_MODEL_DIR
-    folder, kind = find_model_folder(model)
-    if kind == "vidgen":
-        return from_dict(PipelineConfig, folder / OUR_CONFIG)
-    return PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])
 
 
 def _read_image(path: Path):

@@ -38,8 +38,6 @@ def video_frame(video, i: int):
     """Frame i (negative counts from the end) of a video as one image in a form `image_to_tensor` takes."""
     if num_video_frames(video) == 0:
         raise ValueError("video has no frames; pass at least one frame to continue")
-    if isinstance(video, (list, tuple)):
-        return video[i]
     frame = video[i]
     # A tensor in the pipeline's "pt" output layout (T, H, W, 3) is channels-last; the documented one is (T, 3, H, W).
     if isinstance(frame, torch.Tensor) and frame.shape[0] != 3 and frame.shape[-1] == 3:
