@@ -117,7 +117,7 @@ def test_context_latents_directly(pipe):
     (dict(video=_video(9), context_frames=9, num_frames=9), ValueError, "leaves nothing to generate"),
     (dict(video=_video(7), context_frames=5.0), TypeError, "must be an int"),
     (dict(context_frames=5), ValueError, "needs video="),
-    (dict(video=_video(5), image=_video(1)[0]), ValueError, "at most one of"),
+    (dict(video=_video(5), image=_video(1)[0]), ValueError, "not both"),
     (dict(video=_video(5), context_noise=1.5), ValueError, "context_noise"),
     (dict(video=_video(5)[0]), ValueError, "leading time axis"),
     (dict(video=[]), ValueError, "no frames"),
