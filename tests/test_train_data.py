@@ -26,7 +26,7 @@ def test_folder_index_skips_corrupt_file_with_one_warning(folder, caplog):
     assert items[1].caption == "a red square moving right" and items[4].caption == ""
     with caplog.at_level(logging.WARNING):
         index = build_index(items, BUCKETS)
-    assert list(index.skipped) == [str(folder / "broken.mp4")]
+    assert list(index.skipped) == index.unreadable == [str(folder / "broken.mp4")]
     assert sum("broken.mp4" in r.message for r in caplog.records) == 1
     # videos fill the 5-frame bucket, images the 1-frame one
     assert index.entries == [(0, 0), (1, 0), (2, 0), (3, 1), (4, 1)]
@@ -113,3 +113,18 @@ def test_no_usable_files_and_bad_buckets_are_clear_errors(tmp_path):
         validate_buckets([(5, 40, 32)])
     with pytest.raises(FileNotFoundError):
         scan_folder(tmp_path / "missing")
+
+
+def test_pyav_fallback_reads_what_decord_reads(folder, monkeypatch):
+    from vidgen.data import media
+
+    path = folder / "clip1.mp4"
+    info, frames = probe(path), read_frames(path, [0, 4, 8])
+
+    def broken(*args):
+        raise RuntimeError("decord cannot open this file")
+
+    monkeypatch.setattr(media, "_probe_decord", broken)
+    monkeypatch.setattr(media, "_read_decord", broken)
+    assert probe(path) == MediaInfo(info.num_frames, info.fps, info.height, info.width)
+    assert (read_frames(path, [0, 4, 8]).astype(int) - frames.astype(int)).__abs__().max() <= 2

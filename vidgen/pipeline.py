@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from vidgen import conditioning
 from vidgen.config_io import from_dict, to_dict
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
@@ -50,6 +51,20 @@ class PipelineOutput:
     seed: int | None = None
 
 
+def read_model_folder(folder: str | Path | None) -> tuple[Path, PipelineConfig]:
+    """Check a model folder (None: the embedded default) and read its generation defaults, without loading weights."""
+    if folder is None:
+        folder = DEFAULT_MODEL_DIR
+        if not (folder / OUR_CONFIG).is_file():
+            raise FileNotFoundError(
+                f"the embedded default model is not installed (looked for {folder / OUR_CONFIG}); pass a model "
+                "folder instead, e.g. VideoPipeline.from_pretrained('Wan2.1-T2V-1.3B-Diffusers') or --model DIR")
+    folder, kind = find_model_folder(folder)
+    if kind == "vidgen":
+        return folder, from_dict(PipelineConfig, folder / OUR_CONFIG)
+    return folder, PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])
+
+
 class VideoPipeline:
     def __init__(self, dit: torch.nn.Module, vae: torch.nn.Module, text_encoder: TextEncoder,
                  config: PipelineConfig = PipelineConfig()):
@@ -73,19 +88,9 @@ class VideoPipeline:
         from causal_vae import CausalVAE
         from vidgen.dit.model import DiT
 
-        if folder is None:
-            folder = DEFAULT_MODEL_DIR
-            if not (folder / OUR_CONFIG).is_file():
-                raise FileNotFoundError(
-                    f"the embedded default model is not installed (looked for {folder / OUR_CONFIG}); pass a model "
-                    "folder instead, e.g. VideoPipeline.from_pretrained('Wan2.1-T2V-1.3B-Diffusers')")
-        folder, kind = find_model_folder(folder)
+        folder, config = read_model_folder(folder)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        if kind == "vidgen":
-            config = from_dict(PipelineConfig, folder / OUR_CONFIG)
-        else:
-            config = PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])
         dit = DiT.from_pretrained(folder / "transformer", dtype=dtype, device=device)
         vae = CausalVAE.from_pretrained(folder / "vae", dtype=vae_dtype, device=device)
         text = TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", dtype=dtype, device=device,
@@ -164,19 +169,33 @@ class VideoPipeline:
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  shift: float | None = None, sampler: str = "euler", seed: int | None = None,
-                 latents: torch.Tensor | None = None, image=None, output_type: str = "np", progress: bool = True,
+                 latents: torch.Tensor | None = None, image=None, video=None, output_type: str = "np",
+                 progress: bool = True,
                  prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
                  num_videos_per_prompt: int = 1, callback: Callable[[StepInfo], None] | None = None,
-                 ) -> PipelineOutput:
+                 context_frames: int | None = None, context_noise: float = 0.0,
+                 context_latents: torch.Tensor | None = None) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
         through sampling. callback(StepInfo) runs after every step.
+        Continuation (vidgen/conditioning.py): video= (frames with a leading time axis) → its last `context_frames`
+        (1 + 4j, default 5) frames are re-encoded and held clean as the first latent frames of a window of
+        `num_frames` (which counts them); only the num_frames − context_frames new frames are returned.
+        context_latents= (B or 1, C, F_c, h, w) gives that clean prefix directly, in latent space. context_noise=σ_c
+        holds the context at noise level σ_c and tells the DiT so (noise augmentation). With output_type="latent"
+        the whole window is returned, context included (clean).
         """
+        if image is not None and video is not None:
+            raise ValueError("pass either image= (frame-to-video) or video= (continuation), not both")
+        if video is not None:
+            video = video_to_frames(video)  # a list of frames, each in a form image= takes
         c = self.config
         num_frames = c.num_frames if num_frames is None else num_frames
-        if image is not None and (height is None or width is None):
-            height, width = _image_size(image, height, width)  # frame-to-video: the image's size by default
+        if (image is not None or video is not None) and (height is None or width is None):
+            # frame-to-video, continuation: the (last) frame's size by default
+            first = image if image is not None else conditioning.video_frame(video, -1)
+            height, width = size_for_image(first, height, width)
         height = c.height if height is None else height
         width = c.width if width is None else width
         steps = c.num_inference_steps if num_inference_steps is None else num_inference_steps
@@ -188,6 +207,9 @@ class VideoPipeline:
                               multiple=self.vae.config.spatial_compression * self.dit.config.patch_size[1],
                               temporal=self.vae.config.temporal_compression)
         sample = get_sampler(sampler)
+        context_frames = conditioning.check_context_args(
+            image=image, video=video, context_frames=context_frames, context_latents=context_latents,
+            context_noise=context_noise, num_frames=num_frames, temporal=self.vae.config.temporal_compression)
         if prompt_embeds is None:
             if prompt is None:
                 raise ValueError("pass a prompt (a string or a list of strings), or prompt_embeds")
@@ -203,6 +225,9 @@ class VideoPipeline:
         if latents is not None and tuple(latents.shape) != shape:
             raise ValueError(f"latents have shape {tuple(latents.shape)}; expected {shape} for {batch} video(s) of "
                              f"{num_frames} frames at {height}x{width}")
+        if not isinstance(negative_prompt, str) and len(negative_prompt) != num_prompts:
+            raise ValueError(f"got {len(negative_prompt)} negative prompts for {num_prompts} prompts; pass one string "
+                             "or one per prompt")
 
         # Text context, computed once for the whole call.
         if prompt_embeds is None:
@@ -227,12 +252,14 @@ class VideoPipeline:
         else:
             seed = None
         latents = latents.to(self.device, torch.float32)
-        clean = None
+        clean, prefix = None, context_latents  # prefix: clean latent frames (1 or B, C, F_c, h, w)
         if image is not None:
-            first = self.encode_image(image, height, width).to(self.device)  # (1, C, 1, h, w)
-            held = torch.zeros_like(latents)
-            held[:, :, :1] = first
-            clean = CleanFrames.prefix(held, 1)
+            prefix = self.encode_image(image, height, width)
+        elif video is not None:
+            prefix = conditioning.encode_video_context(self.vae, video, context_frames, height, width)
+        if prefix is not None:
+            clean = conditioning.hold_context(latents, prefix.to(self.device), context_noise)
+            model = conditioning.with_context_sigma(model, clean, context_noise)
 
         bar = tqdm(total=steps, desc="denoise", unit="step", disable=not progress)
 
@@ -243,10 +270,14 @@ class VideoPipeline:
 
         with bar:
             latents = sample(model, latents, sigma_schedule(steps, shift), clean=clean, callback=on_step)
+        if prefix is not None and context_noise > 0:
+            latents = conditioning.restore_context(latents, prefix)
 
         if output_type == "latent":
             return PipelineOutput(latents, seed)
         frames = torch.cat(list(self.decode_latents(latents, progress)), dim=1)  # (B, T, H, W, 3)
+        if image is None and prefix is not None:  # continuation: only the new frames
+            frames = frames[:, conditioning.pixel_frames_of(prefix.shape[2], t_comp):]
         if output_type == "pt":
             return PipelineOutput(frames, seed)
         frames = frames.cpu().numpy()
@@ -281,7 +312,21 @@ def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _image_size(image, height: int | None, width: int | None) -> tuple[int, int]:
+def video_to_frames(video) -> list:
+    """Frames with a leading time axis (np (T, H, W, 3), tensor (T, 3, H, W), or a list of images) → a list."""
+    if isinstance(video, (list, tuple)):
+        frames = list(video)
+    elif hasattr(video, "ndim") and video.ndim == 4:
+        frames = list(video)
+    else:
+        raise ValueError("video must be frames with a leading time axis: np (T, H, W, 3), tensor (T, 3, H, W) or a "
+                         f"list of images; got {type(video).__name__} {tuple(getattr(video, 'shape', ()))}")
+    if not frames:
+        raise ValueError("video= has no frames")
+    return frames
+
+
+def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
     """Fill in a missing height/width from the image, keeping its aspect ratio, rounded down to multiples of 16."""
     h, w = image_to_tensor(image).shape[-2:]
     if height is None and width is None:

@@ -29,7 +29,8 @@ class MediaIndex:
     items: list[MediaItem]
     infos: list[MediaInfo]
     entries: list[tuple[int, int]]
-    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason (unreadable, or no bucket fits)
+    unreadable: list[str] = field(default_factory=list)  # the skipped paths that could not be read at all
 
 
 def build_index(items: list[MediaItem], buckets: list[Bucket], *, fps: float | None = None,
@@ -42,6 +43,7 @@ def build_index(items: list[MediaItem], buckets: list[Bucket], *, fps: float | N
         except MediaError as e:
             log.warning("skipping unreadable file: %s", e)
             index.skipped[str(item.path)] = str(e)
+            index.unreadable.append(str(item.path))
             continue
         fits = assign_buckets(info, is_image(item.path) or info.num_frames == 1, buckets, fps, images_from_videos)
         if not fits:

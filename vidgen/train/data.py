@@ -17,6 +17,7 @@ class TrainData:
     buckets: list[Bucket]
     collate: object
     skipped: dict[str, str]  # path -> reason, found while indexing
+    unreadable: list[str]  # skipped paths that could not be read
 
 
 def build_data(config: TrainConfig, factors: tuple[int, int], rank: int = 0, world_size: int = 1) -> TrainData:
@@ -28,7 +29,7 @@ def build_data(config: TrainConfig, factors: tuple[int, int], rank: int = 0, wor
         cache = LatentCache(d.cache)
         sampler = BucketBatchSampler(cache.entries, cache.buckets, d.batch_size, image_ratio=d.image_ratio,
                                      seed=config.seed, rank=rank, world_size=world_size)
-        return TrainData(cache, sampler, cache.buckets, collate_latents, {})
+        return TrainData(cache, sampler, cache.buckets, collate_latents, {}, [])
     from vidgen.data.dataset import MediaDataset, build_index, collate
     from vidgen.data.sources import read_manifest, scan_folder
 
@@ -39,7 +40,7 @@ def build_data(config: TrainConfig, factors: tuple[int, int], rank: int = 0, wor
     dataset = MediaDataset(index, buckets, fps=d.fps, random_crop=d.random_crop, seed=config.seed)
     sampler = BucketBatchSampler(index.entries, buckets, d.batch_size, image_ratio=d.image_ratio, seed=config.seed,
                                  rank=rank, world_size=world_size)
-    return TrainData(dataset, sampler, buckets, collate, dict(index.skipped))
+    return TrainData(dataset, sampler, buckets, collate, dict(index.skipped), list(index.unreadable))
 
 
 class _FromBatch:

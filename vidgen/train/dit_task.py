@@ -26,7 +26,8 @@ class DiTTask:
             raise ValueError(f"the VAE makes {vae.config.z_dim}-channel latents but the DiT takes in_dim={c.in_dim}; "
                              "use a DiT config whose in_dim/out_dim match the VAE's z_dim")
         if text is not None and text.dim != c.text_dim:
-            raise ValueError(f"the text encoder is {text.dim} wide but the DiT expects text_dim={c.text_dim}")
+            raise ValueError(f"the text encoder is {text.dim} wide but the DiT expects text_dim={c.text_dim}; use a "
+                             f"text encoder of width {c.text_dim} or a DiT config with text_dim: {text.dim}")
         if config.data.cache is None and vae is None:
             raise ValueError("task dit on raw media needs a VAE to encode it: set `vae:` (or train from data.cache)")
         if config.train_text_encoder and text is None:
@@ -111,11 +112,11 @@ class DiTTask:
         return flow_matching_loss(lambda x, t: model(x, t, context), x0, sig.to(device), noise.to(device),
                                   prefix=prefix.to(device))
 
-    def export(self, folder: Path, modules: dict) -> None:
-        """The trained networks in their loadable formats: `dit/` and (when trained) `text_encoder/`."""
+    def export(self, folder: Path, modules: dict, batches=None) -> None:
+        """The trained networks in their loadable formats: `dit/` and, when trained, `text_encoder/` + `tokenizer/`."""
         modules["model"].save_pretrained(folder / "dit", overwrite=True)
         if "text_encoder" in modules:
-            modules["text_encoder"].save_pretrained(folder / "text_encoder")
+            modules["text_encoder"].save_pretrained(folder)
 
     @torch.no_grad()
     def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:
@@ -143,7 +144,7 @@ class DiTTask:
             video = self.vae.decode(z.float())  # (1, 3, T, H, W) in [-1, 1]
             frames = ((video[0].permute(1, 2, 3, 0).float().cpu() + 1) / 2).clamp(0, 1).numpy()
             path = folder / f"step{step:08d}-{i}{'.png' if bucket.frames == 1 else '.mp4'}"
-            save_video(frames, str(path), fps=int(self.config.data.fps or 16))
+            save_video(frames, path, fps=self.config.data.fps or 16, overwrite=True)
             out.append(path)
         model.train(was_training)
         return out

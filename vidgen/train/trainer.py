@@ -88,6 +88,11 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         tensors, state = ckpt.load(start_path)
         _check_resumable(start_path, state, config)
 
+    from accelerate.state import AcceleratorState
+
+    # accelerate keeps one process-wide state; a previous run in this process (a notebook, the tests) may have set
+    # another precision. Clearing it keeps the distributed setup (PartialState) and only forgets those settings.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(config.seed)  # same initial weights on every rank
@@ -95,15 +100,15 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     data = build_data(config, task.factors, rank, world)
     for path, reason in data.skipped.items():
         log.info("not used: %s (%s)", path, reason)
+    if data.skipped:
+        log.warning("data: %d file(s) not used (%d unreadable); see the 'not used' lines above", len(data.skipped),
+                    len(data.unreadable))
 
     modules = task.trainable()
     for name, module in modules.items():
         module.train()
         if name in tensors:
             module.load_state_dict(tensors[name])
-    ema = EMA(modules["model"], config.ema_decay) if config.ema_decay > 0 else None
-    if ema is not None and "ema" in tensors:
-        ema.load_state_dict(tensors["ema"])
     o = config.optim
     groups = [{"params": [p for p in modules["model"].parameters() if p.requires_grad], "lr": o.lr, "base_lr": o.lr}]
     if "text_encoder" in modules:
@@ -116,20 +121,23 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     wrapped = dict(zip(names, prepared[:-1]))
     optimizer = prepared[-1]
     task.to(accelerator.device)
+    # after prepare, so the fp32 shadow weights live on the training device
+    ema = EMA(accelerator.unwrap_model(wrapped["model"]), config.ema_decay) if config.ema_decay > 0 else None
+    if ema is not None and "ema" in tensors:
+        ema.load_state_dict(tensors["ema"])
 
     step, micro = 0, 0
     if state is not None:
         opt_tensors = tensors.get("optimizer", {})
         optimizer.load_state_dict(ckpt.optimizer_from_parts(opt_tensors, state["optimizer_param_groups"]))
-        ckpt.set_rng_state(state["rng"], {})
         step, micro = state["step"], state["micro_batches"]
         log.info("resumed from %s at step %d", start_path, step)
 
     def save(step: int) -> None:
         accelerator.wait_for_everyone()
+        parts = {n: accelerator.get_state_dict(m) for n, m in wrapped.items()}  # collective under FSDP: all ranks
         if not accelerator.is_main_process:
             return
-        parts = {n: accelerator.unwrap_model(m).state_dict() for n, m in wrapped.items()}
         if ema is not None:
             parts["ema"] = ema.state_dict()
         opt_tensors, opt_groups = ckpt.optimizer_to_parts(optimizer.state_dict())
@@ -140,9 +148,11 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         path = manager.save(step, parts, meta)
         log.info("saved %s", path)
 
-    result = TrainResult(step, output_dir=out)
+    result = TrainResult(step, output_dir=out, bad_files=set(data.unreadable))  # late decode failures join them
     params = [p for m in wrapped.values() for p in m.parameters() if p.requires_grad]
-    batches = iter(loader(data, micro, config.data.num_workers))
+    batches = iter(loader(data, micro, config.data.num_workers))  # draws a seed from the global RNG: restore after
+    if state is not None:
+        ckpt.set_rng_state(state["rng"], {})
     bar = tqdm(total=config.max_steps, initial=step, disable=not (progress and accelerator.is_main_process),
                desc=f"train {config.task}", dynamic_ncols=True)
     metrics_file = out / "metrics.jsonl"
@@ -182,11 +192,15 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         bar.set_postfix(loss=f"{loss_sum:.4f}")
         if step % config.log_every == 0 or step == config.max_steps:
             dt = time.perf_counter() - t_last
-            row = {"step": step, "loss": loss_sum, "grad_norm": float(grad_norm), "lr": o.lr * factor,
+            mean_loss = accelerator.reduce(torch.tensor([loss_sum], device=accelerator.device), "mean").item()
+            row = {"step": step, "loss": mean_loss, "grad_norm": float(grad_norm), "lr": o.lr * factor,
                    "samples_per_s": samples_since * world / max(dt, 1e-9), "bad_files": len(result.bad_files)}
             if accelerator.is_main_process:
                 line = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-                bar.write(line) if progress else log.info(line)
+                if progress:
+                    bar.write(line)
+                else:
+                    log.info(line)
                 with metrics_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")
             t_last, samples_since = time.perf_counter(), 0
@@ -208,6 +222,6 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         final = {n: accelerator.unwrap_model(m) for n, m in wrapped.items()}
         if ema is not None:  # export the EMA weights, the ones meant for sampling
             ema.copy_to(final["model"])
-        task.export(out / FINAL, final)
+        task.export(out / FINAL, final, batches)
     accelerator.end_training()
     return result
