@@ -93,3 +93,18 @@ def test_recipe_rejects_mismatched_widths():
     with pytest.raises(ValueError, match="text_dim"):
         ShapesRecipe.load(bad)
     assert np.isfinite(ShapesRecipe.load(TINY).defaults.shift)
+
+
+def test_evaluation_runs_on_the_recipes_model(trained):
+    from vidgen import VideoPipeline
+    from vidgen.shapes.evaluate import EvalConfig, evaluate, to_markdown
+
+    _, root = trained
+    pipe = VideoPipeline.from_pretrained(root / "model")
+    cfg = EvalConfig(seen_clips=2, heldout_clips=2, images=2, vae_clips=1, f2v_clips=1, long_videos=1,
+                     long_segments=2, batch_size=2)
+    result = evaluate(pipe, cfg, ("t2v", "t2i", "vae", "f2v"))  # 5-frame windows are too short to chain
+    assert set(result.t2v) == {"train", "heldout"} and result.t2v["train"]["n"] == 2
+    assert result.vae_psnr > 0 and result.f2v["n"] == 1
+    table = to_markdown(result, "tiny")
+    assert "held-out" in table and "VAE reconstruction PSNR" in table

@@ -35,6 +35,9 @@ log = logging.getLogger("vidgen.shapes.recipe")
 
 STAGES = ("data", "vae", "latents", "dit", "export")
 FINAL = "final"
+# Initial bias of the posterior's log-variance channels: a nearly deterministic start (σ = e^-4), so the decoder is not
+# first trained through unit-variance noise that the encoder must slowly learn to shrink.
+LOGVAR_INIT = -8.0
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,10 @@ def stage_vae(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
     if not init.is_dir():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
-            CausalVAE(recipe.vae_model).save_pretrained(init)
+            vae = CausalVAE(recipe.vae_model)
+        with torch.no_grad():
+            vae.quant_conv.bias[vae.config.z_dim:] = LOGVAR_INIT  # channels z_dim.. are the log-variance
+        vae.save_pretrained(init)
     config = recipe.vae_train_config(max_steps)
     train(config, resume=True, progress=progress)
     return Path(config.output_dir) / FINAL / "vae"

@@ -60,6 +60,7 @@ class FlowConfig:
 @dataclass(frozen=True)
 class VAELossConfig:
     l1_weight: float = 1.0
+    l2_weight: float = 0.0  # L1 alone settles on the median colour when most pixels are flat background; L2 does not
     kl_weight: float = 1e-6
     perceptual_weight: float = 0.0  # needs a pretrained perceptual network; none can be had offline (must stay 0)
 

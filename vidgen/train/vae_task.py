@@ -1,4 +1,4 @@
-"""The causal VAE's training objective: L1 reconstruction + KL to N(0, 1), on the trainer's pixel clips.
+"""The causal VAE's training objective: L1 (+ optional L2) reconstruction + KL to N(0, 1), on the trainer's pixel clips.
 
 A perceptual (LPIPS-style) term would need pretrained network weights, which cannot be had offline here, so there is
 none. The VAE is wrapped in `Reconstruction`, whose `forward` is the whole differentiable pass, so that accelerate's
@@ -67,9 +67,10 @@ class VAETask:
         eps = torch.randn(z_shape, generator=gen).to(device)
         recon, mu, logvar = modules["model"](video, eps)
         l = self.config.vae_loss
-        l1 = (recon.float() - video.float()).abs().mean()
+        err = recon.float() - video.float()
+        l1, l2 = err.abs().mean(), err.square().mean()
         kl = 0.5 * (mu.float() ** 2 + logvar.float().exp() - 1.0 - logvar.float()).mean()  # per latent element
-        return l.l1_weight * l1 + l.kl_weight * kl
+        return l.l1_weight * l1 + l.l2_weight * l2 + l.kl_weight * kl
 
     @torch.no_grad()
     def export(self, folder: Path, modules: dict, batches=None) -> None:

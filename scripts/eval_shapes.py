@@ -1,0 +1,60 @@
+"""Evaluate a shapes-world model (default: the embedded one) and write the `eval_shapes` section of docs/benchmarks.md.
+
+    python scripts/eval_shapes.py [--model DIR] [--parts t2v t2i vae f2v long] [--no-write]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from vidgen import VideoPipeline
+from vidgen.benchmarking import machine_info, write_section
+from vidgen.cli import DEMO_PROMPT
+from vidgen.shapes.evaluate import EvalConfig, evaluate, to_markdown
+
+PARTS = ("t2v", "t2i", "vae", "f2v", "long")
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+parser.add_argument("--threads", type=int, help="torch CPU threads")
+parser.add_argument("--steps", type=int, help="override the model's denoising steps")
+parser.add_argument("--guidance", type=float, help="override the model's guidance scale")
+parser.add_argument("--shift", type=float, help="override the model's shift")
+parser.add_argument("--no-readme-timing", action="store_true", help="skip timing the README's main command")
+parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+args = parser.parse_args()
+
+if args.threads:
+    torch.set_num_threads(args.threads)
+pipe = VideoPipeline.from_pretrained(args.model)
+overrides = {k: v for k, v in (("num_inference_steps", args.steps), ("guidance_scale", args.guidance),
+                               ("shift", args.shift)) if v is not None}
+if overrides:
+    import dataclasses
+
+    pipe.config = dataclasses.replace(pipe.config, **overrides)
+result = evaluate(pipe, EvalConfig(), tuple(args.parts))
+
+readme_seconds = None
+if not args.no_readme_timing:  # the README's main command in a fresh process, model loading included
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "vidgen", "generate", DEMO_PROMPT, "-o", str(Path(tmp) / "clip.mp4"),
+               "--seed", "0", "--no-progress", *(["--model", args.model] if args.model else [])]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+        readme_seconds = time.perf_counter() - t0
+
+settings = (f"steps {pipe.config.num_inference_steps}, guidance {pipe.config.guidance_scale}, shift "
+            f"{pipe.config.shift}, {pipe.config.num_frames} frames at {pipe.config.height}×{pipe.config.width}")
+markdown = (f"### Embedded shapes model (`scripts/eval_shapes.py`)\n\n{machine_info()}; {settings}.\n\n"
+            + to_markdown(result, args.model or "embedded default", readme_seconds))
+print(markdown)
+if not args.no_write:
+    write_section("eval_shapes", markdown)

@@ -1,0 +1,38 @@
+"""The shipped default model (vidgen/assets/default), when present: loads with no argument and generates at its own
+defaults. Few steps: this checks wiring and shapes, not quality (scripts/eval_shapes.py measures that)."""
+
+import json
+
+import pytest
+
+from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / OUR_CONFIG).is_file(),
+                                reason="no embedded default model in vidgen/assets/default")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from vidgen import VideoPipeline
+
+    return VideoPipeline.from_pretrained()
+
+
+def test_defaults_are_the_models_own(pipe):
+    saved = json.loads((DEFAULT_MODEL_DIR / OUR_CONFIG).read_text())
+    assert (pipe.config.num_frames, pipe.config.height, pipe.config.width, pipe.config.fps) == (17, 64, 64, 8)
+    assert saved["num_inference_steps"] == pipe.config.num_inference_steps
+
+
+def test_weights_fit_the_repository_budget():
+    total = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
+    assert total <= 30 * 2**20
+
+
+def test_generates_a_clip_and_an_image(pipe):
+    clip = pipe("a red circle moving right on a black background", num_inference_steps=2, seed=0, progress=False)
+    assert clip.frames.shape == (1, 17, 64, 64, 3)
+    assert 0.0 <= clip.frames.min() and clip.frames.max() <= 1.0
+    image = pipe("a blue square moving up on a white background", num_frames=1, num_inference_steps=2, seed=0,
+                 progress=False)
+    assert image.frames.shape == (1, 1, 64, 64, 3)
