@@ -19,6 +19,8 @@ TINY = {
     "text_encoder": {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1, "num_heads": 4},
     "defaults": {"num_frames": 5, "height": 32, "width": 32, "num_inference_steps": 2, "guidance_scale": 2.0,
                  "shift": 2.0, "fps": 8},
+    "vae_images_train": {"task": "vae", "data": {"folder": "x", "batch_size": 2}, "max_steps": 1, "save_every": 1,
+                         "log_every": 1},
     "vae_train": {"task": "vae", "data": {"folder": "x", "buckets": [[1, 32, 32], [5, 32, 32]], "image_ratio": 0.5,
                                           "images_from_videos": True, "batch_size": 2},
                   "max_steps": 2, "save_every": 1, "log_every": 1, "ema_decay": 0.9},

@@ -49,6 +49,7 @@ class ShapesRecipe:
     dit_model: DiTConfig
     vae_train: TrainConfig
     dit_train: TrainConfig
+    vae_images_train: TrainConfig | None = None  # an images-only first phase of VAE training (then vae_train)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     defaults: PipelineConfig = field(default_factory=PipelineConfig)  # generation defaults shipped with the model
     run_dir: str = "runs/shapes"
@@ -65,7 +66,8 @@ class ShapesRecipe:
         if self.text_encoder.d_model != self.dit_model.text_dim:
             raise ValueError(f"the text encoder's d_model ({self.text_encoder.d_model}) must equal the DiT's text_dim "
                              f"({self.dit_model.text_dim})")
-        if self.vae_train.task != "vae" or self.dit_train.task != "dit":
+        if self.vae_train.task != "vae" or self.dit_train.task != "dit" or (
+                self.vae_images_train is not None and self.vae_images_train.task != "vae"):
             raise ValueError("vae_train needs task: vae and dit_train task: dit")
 
     @classmethod
@@ -81,10 +83,18 @@ class ShapesRecipe:
     def root(self) -> Path:
         return Path(self.run_dir)
 
+    def vae_images_train_config(self) -> TrainConfig:
+        c = self.vae_images_train
+        data = dataclasses.replace(c.data, folder=str(self.root / "data"), manifest=None, cache=None,
+                                   buckets=((1, self.size, self.size),), images_from_videos=True)
+        return dataclasses.replace(c, vae=str(self.root / "vae_init"), data=data,
+                                   output_dir=str(self.root / "vae_images"), seed=self.seed)
+
     def vae_train_config(self, max_steps: int | None = None) -> TrainConfig:
         c = self.vae_train
         data = dataclasses.replace(c.data, folder=str(self.root / "data"), manifest=None, cache=None)
-        return dataclasses.replace(c, vae=str(self.root / "vae_init"), data=data, output_dir=str(self.root / "vae"),
+        start = self.root / ("vae_images/final/vae" if self.vae_images_train is not None else "vae_init")
+        return dataclasses.replace(c, vae=str(start), data=data, output_dir=str(self.root / "vae"),
                                    seed=self.seed, max_steps=max_steps or c.max_steps)
 
     def dit_train_config(self, max_steps: int | None = None) -> TrainConfig:
@@ -135,6 +145,10 @@ def stage_vae(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
         with torch.no_grad():
             vae.quant_conv.bias[vae.config.z_dim:] = LOGVAR_INIT  # channels z_dim.. are the log-variance
         vae.save_pretrained(init)
+    if recipe.vae_images_train is not None:
+        # Images first: with a few clips per batch the decoder otherwise chases each batch's background colour
+        # before the encoder has learnt to carry it, and video training does not take off.
+        train(recipe.vae_images_train_config(), resume=True, progress=progress)
     config = recipe.vae_train_config(max_steps)
     train(config, resume=True, progress=progress)
     return Path(config.output_dir) / FINAL / "vae"
