@@ -53,7 +53,7 @@ if not args.no_readme_timing:  # the README's main command in a fresh process, m
 
 settings = (f"steps {pipe.config.num_inference_steps}, guidance {pipe.config.guidance_scale}, shift "
             f"{pipe.config.shift}, {pipe.config.num_frames} frames at {pipe.config.height}×{pipe.config.width}")
-markdown = (f"### Embedded shapes model (`scripts/eval_shapes.py`)\n\n{machine_info()}; {settings}.\n\n"
+markdown = (f"### Shapes-world model (`scripts/eval_shapes.py`)\n\n{machine_info()}; {settings}.\n\n"
             + to_markdown(result, args.model or "embedded default", readme_seconds))
 print(markdown)
 if not args.no_write:
