@@ -236,6 +236,8 @@ class CausalVAE(nn.Module):
         seen = 0
         shape = None
         for i, part in enumerate(parts):
+            if isinstance(part, torch.Tensor) and part.dim() == 5 and part.shape[2] == 0:
+                continue  # an empty chunk adds nothing, as in stream_encode
             check_latents(part, self.config, where=f"stream_decode part {i}")
             if shape is None:
                 shape = (part.shape[0], part.shape[3], part.shape[4])
