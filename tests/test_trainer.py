@@ -153,7 +153,7 @@ def test_cli_reports_bad_config_without_traceback(media, tmp_path, capsys):
 def test_bad_input_fails_before_training(media, tmp_path):
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['learning_rate'\]"):
         TrainConfig.load({**tiny(media, tmp_path), "learning_rate": 1})
-    with pytest.raises(ValueError, match="exactly one of folder, manifest or cache"):
+    with pytest.raises(ValueError, match="exactly one of folder, manifest, cache or shapes"):
         TrainConfig.load({**tiny(media, tmp_path), "data": {"folder": "a", "manifest": "b"}})
     empty = tmp_path / "empty"
     empty.mkdir()

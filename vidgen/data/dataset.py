@@ -73,6 +73,10 @@ class MediaDataset(torch.utils.data.Dataset):
             self.members.setdefault(bucket, []).append(item)
         self._warned: set[str] = set()
 
+    @property
+    def entries(self) -> list[tuple[int, int]]:
+        return self.index.entries
+
     def __len__(self) -> int:
         return len(self.index.entries)
 

@@ -17,16 +17,16 @@ import torch
 from safetensors.torch import save_file
 
 from vidgen.data.buckets import SampleKey
-from vidgen.data.dataset import MediaDataset
 from vidgen.data.latent_cache import INDEX, NULL
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def precompute(dataset: MediaDataset, vae, text, text_len: int, folder: str | Path, *, batch_size: int = 8,
+def precompute(dataset, vae, text, text_len: int, folder: str | Path, *, batch_size: int = 8,
                shard_size: int = 256, overwrite: bool = False) -> Path:
-    """Write the cache of `dataset` to `folder` with `vae.encode` and `text(captions) → (B, text_len, D)`."""
+    """Write the cache of `dataset` (a MediaDataset or ShapesSource: `entries` and `dataset[SampleKey]`) to `folder`
+    with `vae.encode` and `text(captions) → (B, text_len, D)`."""
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} exists; pass overwrite=True or choose another folder")
@@ -34,7 +34,7 @@ def precompute(dataset: MediaDataset, vae, text, text_len: int, folder: str | Pa
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         save_file({"context": _real_tokens(text([""])[0])}, str(tmp / NULL))
-        entries = dataset.index.entries
+        entries = dataset.entries
         by_bucket: dict[int, list[int]] = {}
         for n, (_, b) in enumerate(entries):
             by_bucket.setdefault(b, []).append(n)

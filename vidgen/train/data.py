@@ -31,9 +31,17 @@ def build_data(config: TrainConfig, factors: tuple[int, int], rank: int = 0, wor
                                      seed=config.seed, rank=rank, world_size=world_size)
         return TrainData(cache, sampler, cache.buckets, collate_latents, {}, [])
     from vidgen.data.dataset import MediaDataset, build_index, collate
-    from vidgen.data.sources import read_manifest, scan_folder
 
     buckets = validate_buckets(d.buckets, *factors)
+    if d.shapes is not None:
+        from vidgen.data.shapes_source import ShapesSource
+
+        world = ShapesSource(d.shapes, buckets, seed=config.seed, image_ratio=d.image_ratio)
+        sampler = BucketBatchSampler(world.entries, world.buckets, d.batch_size, image_ratio=d.image_ratio,
+                                     seed=config.seed, rank=rank, world_size=world_size)
+        return TrainData(world, sampler, world.buckets, collate, {}, [])
+    from vidgen.data.sources import read_manifest, scan_folder
+
     items = scan_folder(d.folder) if d.folder is not None else read_manifest(d.manifest)
     index = build_index(items, buckets, fps=d.fps, images_from_videos=d.images_from_videos,
                         where=f"data.{'folder' if d.folder is not None else 'manifest'} {d.folder or d.manifest}")
