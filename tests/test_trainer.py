@@ -270,11 +270,13 @@ def test_vae_trains_on_the_same_data(media, tmp_path):
     assert (tmp_path / "checkpoints" / "step-00000012" / "model.safetensors").is_file()
 
 
-def test_bf16_and_gradient_checkpointing_train(cache, tmp_path):
-    cfg = TrainConfig.load(cached(cache, tmp_path, max_steps=3, save_every=3, mixed_precision="bf16",
-                                  gradient_checkpointing=True, optim={"grad_accum": 1}))
-    result = train(cfg, progress=False)
+def test_bf16_and_gradient_checkpointing_train(cache, text_dir, tmp_path):
+    cfg = cached(cache, tmp_path, max_steps=3, save_every=3, mixed_precision="bf16", gradient_checkpointing=True,
+                 optim={"grad_accum": 1}, sample_every=3, sample_prompts=["a red circle"], sample_steps=2)
+    cfg.update(vae="tiny", text_encoder=str(text_dir))  # only for the preview: training reads the cache
+    result = train(TrainConfig.load(cfg), progress=False)
     assert result.step == 3 and all(0 < l < 10 for l in result.losses)
+    assert len(list((tmp_path / "samples").glob("step00000003-0.mp4"))) == 1
     # weights and EMA stay fp32 masters; autocast runs the matmuls in bf16
     weights = load_file(str(tmp_path / "checkpoints" / "step-00000003" / "model.safetensors"))
     assert all(v.dtype == torch.float32 for v in weights.values())

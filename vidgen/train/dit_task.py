@@ -46,9 +46,12 @@ class DiTTask:
 
         models = models or {}
         dit = models.get("dit") or load_dit(config.model)
-        vae = models.get("vae") or (load_vae(config.vae) if config.vae and config.data.cache is None else None)
+        # From a cache, the VAE and a frozen text encoder are only needed to decode and prompt preview clips.
+        previews = config.sample_every > 0 and bool(config.sample_prompts)
+        need_vae = config.data.cache is None or previews
+        vae = models.get("vae") or (load_vae(config.vae) if config.vae and need_vae else None)
         text = models.get("text")
-        if text is None and config.text_encoder and (config.data.cache is None or config.train_text_encoder):
+        if text is None and config.text_encoder and (need_vae or config.train_text_encoder):
             text = TextConditioner.from_folder(config.text_encoder, dit.config.text_len)
         return cls(config, dit, vae, text)
 
@@ -120,7 +123,9 @@ class DiTTask:
 
     @torch.no_grad()
     def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:
-        """Sample one clip per `sample_prompts` entry at the first video bucket's size; write mp4s (or png for images)."""
+        """Sample one clip per `sample_prompts` entry at the first video bucket's size; write mp4s (or png for images).
+
+        Previews use the current weights (not the EMA) and their own seeds, never the training generator."""
         from vidgen.flow import sigma_schedule, to_timestep
         from vidgen.samplers import sample_euler
         from vidgen.video_io import save_video
@@ -131,8 +136,11 @@ class DiTTask:
         was_training = model.training
         model.eval()
         vc = self.vae.config
-        shape = (1, self.dit.config.in_dim, 1 + (bucket.frames - 1) // vc.temporal_compression,
-                 bucket.height // vc.spatial_compression, bucket.width // vc.spatial_compression)
+        if self.config.data.cache is not None:  # the cache's buckets are latent (F, h, w)
+            shape = (1, self.dit.config.in_dim, bucket.frames, bucket.height, bucket.width)
+        else:
+            shape = (1, self.dit.config.in_dim, 1 + (bucket.frames - 1) // vc.temporal_compression,
+                     bucket.height // vc.spatial_compression, bucket.width // vc.spatial_compression)
         device = next(model.parameters()).device
         out = []
         for i, prompt in enumerate(self.config.sample_prompts):
