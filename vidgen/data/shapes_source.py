@@ -24,7 +24,8 @@ class ShapesSource(torch.utils.data.Dataset):
         if image_ratio > 0 and (image is None or (image.height, image.width) != (video.height, video.width)):
             raise ValueError(f"shapes images (image_ratio={image_ratio}) need a bucket [1, {video.height}, "
                              f"{video.width}], got {buckets}")
-        self.world = ShapesDataset(n, seed, frames=video.frames, size=(video.height, video.width), image_ratio=image_ratio)
+        self.world = ShapesDataset(n, seed, frames=video.frames, size=(video.height, video.width),
+                                   image_ratio=image_ratio)
         self.buckets = [video] + ([image] if image is not None else [])
         self.entries = [(i, 1 if self.world.is_image(i) else 0) for i in range(n)]
 

@@ -78,5 +78,6 @@ def precompute_from_config(config: TrainConfig, folder, *, overwrite: bool = Fal
     task = DiTTask.build(config, models)
     if task.text is None:
         raise ValueError("precompute needs text_encoder: the cache stores text embeddings")
-    data = build_data(dataclasses.replace(config, data=dataclasses.replace(config.data, random_crop=False)), task.factors)
+    centred = dataclasses.replace(config, data=dataclasses.replace(config.data, random_crop=False))
+    data = build_data(centred, task.factors)
     return precompute(data.dataset, task.vae, task.text, task.dit.config.text_len, folder, overwrite=overwrite)
