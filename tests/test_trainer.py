@@ -286,3 +286,18 @@ def test_bf16_and_gradient_checkpointing_train(cache, text_dir, tmp_path):
 def test_shipped_training_configs_load(path):
     cfg = TrainConfig.load(path)
     assert cfg.data.buckets
+
+
+@pytest.mark.distributed
+def test_two_process_ddp_run_on_cpu(cache, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): each rank draws its own batches, gradients are all-reduced."""
+    cfg_file = tmp_path / "ddp.yaml"
+    cfg_file.write_text(yaml.safe_dump(cached(cache, tmp_path / "out", max_steps=3, save_every=3, log_every=1)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    proc = subprocess.run([*launcher, "-m", "vidgen", "train", "--config", str(cfg_file), "--no-progress"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "out" / "checkpoints" / "step-00000003" / "manifest.json").is_file()
+    assert (tmp_path / "out" / "metrics.jsonl").read_text().count("\n") == 3  # rank 0 alone writes the log
