@@ -95,8 +95,13 @@ def test_raw_media_run_encodes_with_the_vae_and_exports(media, text_dir, tmp_pat
     from vidgen.video_io import read_video
 
     assert read_video(clip)[0].shape == (5, 32, 32, 3)
-    assert (tmp_path / "final" / "dit" / "config.json").is_file()
     assert (tmp_path / "checkpoints" / "step-00000003" / "ema.safetensors").is_file()
+    # the run ends in a pipeline folder that generates with the trained weights and the run's size
+    from vidgen import VideoPipeline
+
+    pipe = VideoPipeline.from_pretrained(tmp_path / "final", device="cpu")
+    frames = pipe("a red square moving right", num_inference_steps=2, seed=0, progress=False).frames
+    assert frames.shape == (1, 5, 32, 32, 3)
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
@@ -139,6 +144,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(cache, text_dir, tmp_
     from vidgen.train.text_conditioner import TextConditioner
 
     assert TextConditioner.from_folder(tmp_path / "killed" / "final", 16)(["a red circle"]).shape == (1, 16, 24)
+    assert (tmp_path / "killed" / "final" / "transformer" / "config.json").is_file()
 
 
 def test_cli_reports_bad_config_without_traceback(media, tmp_path, capsys):

@@ -115,11 +115,32 @@ class DiTTask:
         return flow_matching_loss(lambda x, t: model(x, t, context), x0, sig.to(device), noise.to(device),
                                   prefix=prefix.to(device))
 
-    def export(self, folder: Path, modules: dict, batches=None) -> None:
-        """The trained networks in their loadable formats: `dit/` and, when trained, `text_encoder/` + `tokenizer/`."""
-        modules["model"].save_pretrained(folder / "dit", overwrite=True)
-        if "text_encoder" in modules:
-            modules["text_encoder"].save_pretrained(folder)
+    def export(self, folder: Path, modules: dict, batches=None, buckets=()) -> None:
+        """The trained model in a loadable form: with a VAE and a text encoder at hand, a whole pipeline folder
+        (`VideoPipeline.from_pretrained(folder)`; generation defaults from the first video bucket, editable in
+        vidgen_pipeline.json); else `transformer/` (+ `text_encoder/`, `tokenizer/` when trained)."""
+        dit = modules["model"]
+        text = modules.get("text_encoder", self.text)
+        if self.vae is None or text is None:
+            dit.save_pretrained(folder / "transformer", overwrite=True)
+            if "text_encoder" in modules:
+                modules["text_encoder"].save_pretrained(folder)
+            return
+        from vidgen.pipeline import PipelineConfig, VideoPipeline
+        from vidgen.text import TextEncoder
+
+        video = next((b for b in buckets if b.frames > 1), None)
+        defaults = {}
+        if video is not None:
+            vc = self.vae.config
+            if self.config.data.cache is not None:  # latent bucket -> pixels
+                video = type(video)(1 + (video.frames - 1) * vc.temporal_compression,
+                                    video.height * vc.spatial_compression, video.width * vc.spatial_compression)
+            defaults = {"num_frames": video.frames, "height": video.height, "width": video.width}
+        if self.config.data.fps:
+            defaults["fps"] = round(self.config.data.fps)
+        encoder = TextEncoder(text.encoder, text.tokenizer, max_tokens=text.text_len)
+        VideoPipeline(dit, self.vae, encoder, PipelineConfig(**defaults)).save_pretrained(folder, overwrite=True)
 
     @torch.no_grad()
     def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:

@@ -72,7 +72,7 @@ class VAETask:
         return l.l1_weight * l1 + l.kl_weight * kl
 
     @torch.no_grad()
-    def export(self, folder: Path, modules: dict, batches=None) -> None:
+    def export(self, folder: Path, modules: dict, batches=None, buckets=()) -> None:
         """Save the VAE with latent statistics measured on up to STATS_BATCHES training batches, so that its
         normalised latents have zero mean and unit variance per channel — what the DiT trained on them expects."""
         vae = modules["model"].vae
