@@ -122,8 +122,8 @@ def main():
             f"{args.repeats} forwards alternating the two models. Peak memory is the RSS growth of one forward in a "
             "fresh process (weights excluded). GFLOP/s counts matmuls and attention only; the matmul column is a plain "
             "(tokens × dim) @ (dim × ffn_dim) product in the same dtype, the machine's practical ceiling for these "
-            "shapes. bf16 matmuls on this CPU are far slower than fp32 (no native bf16 units), so bf16 time is all "
-            "matmul and both models tie. The machine was shared with other jobs while this ran (1-minute load "
+            "shapes. bf16 matmuls on this CPU are far slower than fp32 (no native bf16 units), so bf16 time is mostly "
+            "matmul and the gap narrows. The machine was shared with other jobs while this ran (1-minute load "
             f"average {os.getloadavg()[0]:.1f} at the end): trust the ratios more than the absolute numbers.",
             "",
             "| case | dtype | ours ms | diffusers ms | speed-up | peak MiB ours / diffusers | ours GFLOP/s | "
@@ -132,7 +132,8 @@ def main():
             *rows,
             "",
             "Where the time goes back: fused q|k|v and k|v projections (one matmul each), RoPE as one complex multiply "
-            "instead of real cos/sin arithmetic with a stack (~8× on that op), adaLN modulation and gated residuals as "
+            "instead of real cos/sin arithmetic with a stack (~8× on that op), adaLN modulation and gated residuals "
+            "as "
             "single `addcmul` passes, RMS norm with one fused reduction, no fp32 round trips of the residual stream, "
             "and the patch embedding as a matmul instead of a Conv3d.",
         ]

@@ -269,7 +269,9 @@ class DiT(nn.Module):
         `(C_out, F_i, h_i, w_i)`.
         """
         if not (len(xs) == len(ts) == len(contexts)) or not xs:
-            raise ValueError(f"forward_packed needs equally long non-empty lists, got {len(xs)}, {len(ts)}, {len(contexts)}")
+            raise ValueError(
+                f"forward_packed needs equally long non-empty lists, got {len(xs)}, {len(ts)}, {len(contexts)} items"
+            )
         grids, tokens, groups, tvals, ropes, texts = [], [], [], [], [], []
         for i, (x, t, ctx) in enumerate(zip(xs, ts, contexts)):
             t = torch.as_tensor(t, dtype=torch.float32, device=x.device)
@@ -344,8 +346,8 @@ class DiT(nn.Module):
 
 
 def _timestep_groups(t: torch.Tensor) -> torch.Tensor:
-    """t `(B,)` or `(B, F)` -> `(B, G)`. Per-frame timesteps that are all equal become one group per sample, so that
-    case computes exactly what the scalar case does."""
+    """t `(B,)` or `(B, F)` -> `(B, G)`. When every sample's per-frame timesteps are equal they become one group per
+    sample, so that case computes exactly what the scalar case does."""
     if t.ndim == 2 and bool((t == t[:, :1]).all()):
         return t[:, :1]
     return t if t.ndim == 2 else t[:, None]
