@@ -1,0 +1,182 @@
+"""One attention entry point for the DiT, with a pure-PyTorch reference of the same signature.
+
+Layouts follow FlashAttention: batched `(B, S, H, D)`, or packed `(T, H, D)` where `cu_seqlens` (int32, `(N+1,)`,
+starting at 0) cut the `T` tokens into `N` independent sequences. Packed sequences attend only within themselves, so
+samples of different lengths run together without padding.
+
+Backends, chosen per call: FlashAttention 3, then FlashAttention 2 (CUDA, fp16/bf16, when installed), else PyTorch SDPA.
+On SDPA, packed input is run one segment at a time: on CPU that measured faster than one call with a block-diagonal
+mask (the mask makes SDPA fall back to its math kernel and compute every off-diagonal block only to discard it).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import torch
+import torch.nn.functional as F
+
+BACKENDS = ("auto", "flash3", "flash2", "sdpa", "sdpa_mask", "reference")
+
+
+@functools.cache
+def _flash3():
+    try:  # FlashAttention 3 (Hopper) ships as `flash_attn_interface`
+        import flash_attn_interface as fa3
+    except ImportError:
+        return None
+    return fa3
+
+
+@functools.cache
+def _flash2():
+    try:
+        import flash_attn as fa2
+    except ImportError:
+        return None
+    return fa2
+
+
+def available_backends() -> list[str]:
+    """Backends usable in this process (the flash ones still need CUDA fp16/bf16 tensors at call time)."""
+    names = []
+    if _flash3() is not None:
+        names.append("flash3")
+    if _flash2() is not None:
+        names.append("flash2")
+    return names + ["sdpa", "sdpa_mask", "reference"]
+
+
+def _check(q, k, v, cu_seqlens_q, cu_seqlens_k):
+    packed = cu_seqlens_q is not None
+    if (cu_seqlens_k is not None) != packed:
+        raise ValueError("give both cu_seqlens_q and cu_seqlens_k for packed attention, or neither")
+    want = 3 if packed else 4
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.ndim != want:
+            layout = "(T, H, D) with cu_seqlens" if packed else "(B, S, H, D)"
+            raise ValueError(f"attention: {name} has shape {tuple(x.shape)}, expected {layout}")
+    if k.shape != v.shape or q.shape[-2:] != k.shape[-2:] or (not packed and q.shape[0] != k.shape[0]):
+        raise ValueError(f"attention: incompatible shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if packed:
+        if len(cu_seqlens_q) != len(cu_seqlens_k):
+            raise ValueError(f"cu_seqlens_q has {len(cu_seqlens_q)} entries but cu_seqlens_k {len(cu_seqlens_k)}")
+        if int(cu_seqlens_q[-1]) != q.shape[0] or int(cu_seqlens_k[-1]) != k.shape[0]:
+            raise ValueError(
+                f"cu_seqlens end at {int(cu_seqlens_q[-1])}/{int(cu_seqlens_k[-1])} but q/k hold "
+                f"{q.shape[0]}/{k.shape[0]} tokens"
+            )
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor | None = None,
+    cu_seqlens_k: torch.Tensor | None = None,
+    max_seqlen_q: int | None = None,
+    max_seqlen_k: int | None = None,
+    scale: float | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Softmax attention without masking (beyond the packing). Output has q's shape and dtype."""
+    _check(q, k, v, cu_seqlens_q, cu_seqlens_k)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown attention backend {backend!r}; choose one of {BACKENDS}")
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    packed = cu_seqlens_q is not None
+    if backend == "auto":
+        backend = _auto_backend(q)
+    if backend == "reference":
+        return attention_reference(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, scale)
+    if backend in ("flash3", "flash2"):
+        lib = _flash3() if backend == "flash3" else _flash2()
+        if lib is None:
+            raise RuntimeError(f"attention backend {backend!r} requested but its package is not installed")
+        if not packed:
+            out = lib.flash_attn_func(q, k, v, softmax_scale=scale)
+            return out[0] if isinstance(out, tuple) else out  # FA3 may also return the log-sum-exp
+        cu_q, cu_k = cu_seqlens_q.to(q.device, torch.int32), cu_seqlens_k.to(q.device, torch.int32)
+        max_q = max_seqlen_q or int((cu_q[1:] - cu_q[:-1]).max())
+        max_k = max_seqlen_k or int((cu_k[1:] - cu_k[:-1]).max())
+        out = lib.flash_attn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k, softmax_scale=scale)
+        return out[0] if isinstance(out, tuple) else out
+    if not packed:
+        return _sdpa(q, k, v, scale)
+    if backend == "sdpa_mask":
+        return _sdpa_block_diagonal(q, k, v, cu_seqlens_q, cu_seqlens_k, scale)
+    return _sdpa_segments(q, k, v, cu_seqlens_q, cu_seqlens_k, scale)
+
+
+def _auto_backend(q: torch.Tensor) -> str:
+    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        if _flash3() is not None and torch.cuda.get_device_capability(q.device)[0] == 9:
+            return "flash3"
+        if _flash2() is not None:
+            return "flash2"
+    return "sdpa"
+
+
+def _sdpa(q, k, v, scale):
+    # (B, S, H, D) -> (B, H, S, D) views for SDPA and back
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=scale)
+    return out.transpose(1, 2)
+
+
+def _segments(cu_seqlens: torch.Tensor) -> list[tuple[int, int]]:
+    bounds = cu_seqlens.tolist()
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _sdpa_segments(q, k, v, cu_seqlens_q, cu_seqlens_k, scale):
+    out = torch.empty_like(q)
+    for (q0, q1), (k0, k1) in zip(_segments(cu_seqlens_q), _segments(cu_seqlens_k)):
+        # (S_i, H, D) -> (1, S_i, H, D)
+        out[q0:q1] = _sdpa(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1], scale)[0]
+    return out
+
+
+def block_diagonal_mask(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor, device=None) -> torch.Tensor:
+    """Boolean `(T_q, T_k)` mask, True where query and key belong to the same packed sequence."""
+    seg_q = torch.repeat_interleave(torch.arange(len(cu_seqlens_q) - 1), torch.diff(cu_seqlens_q.cpu().long()))
+    seg_k = torch.repeat_interleave(torch.arange(len(cu_seqlens_k) - 1), torch.diff(cu_seqlens_k.cpu().long()))
+    return (seg_q[:, None] == seg_k[None, :]).to(device)
+
+
+def _sdpa_block_diagonal(q, k, v, cu_seqlens_q, cu_seqlens_k, scale):
+    mask = block_diagonal_mask(cu_seqlens_q, cu_seqlens_k, q.device)
+    # (T, H, D) -> (1, H, T, D); the mask broadcasts over heads
+    out = F.scaled_dot_product_attention(
+        q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None], attn_mask=mask, scale=scale
+    )
+    return out[0].transpose(0, 1)
+
+
+def attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens_q: torch.Tensor | None = None,
+    cu_seqlens_k: torch.Tensor | None = None,
+    max_seqlen_q: int | None = None,
+    max_seqlen_k: int | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Textbook softmax(q kᵀ·scale) v in the inputs' own dtype: the truth (in fp64) and the error yardstick."""
+    _check(q, k, v, cu_seqlens_q, cu_seqlens_k)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if cu_seqlens_q is None:
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
+        return torch.einsum("bhqk,bkhd->bqhd", scores.softmax(dim=-1), v)
+    out = torch.empty_like(q)
+    for (q0, q1), (k0, k1) in zip(_segments(cu_seqlens_q), _segments(cu_seqlens_k)):
+        out[q0:q1] = attention_reference(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1], scale=scale)[0]
+    return out
+
+
+def cu_seqlens(lengths: list[int], device=None) -> torch.Tensor:
+    """Cumulative sequence starts `(N+1,)` int32 from a list of lengths."""
+    if any(n < 0 for n in lengths):
+        raise ValueError(f"sequence lengths must be non-negative, got {lengths}")
+    return torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32, device=device)
