@@ -1,0 +1,188 @@
+"""Samplers for the flow-matching ODE: pure functions over a model callable and a σ schedule (vidgen/flow.py).
+
+    model_fn(x, sigma) -> v        x (B, C, F, h, w) float32; sigma (B,) per sample or (B, F) per latent frame
+
+The denoising loop exists once per solver. Text-to-video, frame-to-video and continuation differ only in data: a
+`CleanFrames` (latents + per-frame mask) whose frames are re-imposed after every step and whose σ stays 0, so the
+model sees them as clean context. Guidance is a wrapper (`cfg`) that returns another model callable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from vidgen.flow import predict_x0
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CleanFrames:
+    """Latent frames held clean (σ = 0) during sampling.
+
+    latents (B, C, F, h, w): values of the clean frames (entries of other frames are ignored);
+    mask (B, F) bool: True where the frame is clean context.
+    """
+
+    latents: torch.Tensor
+    mask: torch.Tensor
+
+    def __post_init__(self):
+        b, _, f = self.latents.shape[:3]
+        if self.mask.shape != (b, f) or self.mask.dtype != torch.bool:
+            raise ValueError(f"mask must be bool of shape {(b, f)} to match latents {tuple(self.latents.shape)}, "
+                             f"got {self.mask.dtype} {tuple(self.mask.shape)}")
+
+    @classmethod
+    def prefix(cls, latents: torch.Tensor, num_frames: int | torch.Tensor) -> "CleanFrames":
+        """The first `num_frames` latent frames (int, or (B,) per sample) of `latents` (B, C, F, h, w) are clean."""
+        b, f = latents.shape[0], latents.shape[2]
+        n = torch.as_tensor(num_frames, device=latents.device).expand(b)
+        mask = torch.arange(f, device=latents.device)[None, :] < n[:, None]
+        return cls(latents, mask)
+
+    def impose(self, x: torch.Tensor) -> torch.Tensor:
+        """x with its clean frames replaced by the context: (B, C, F, h, w)."""
+        m = self.mask[:, None, :, None, None]
+        return torch.where(m, self.latents.to(x.dtype), x)
+
+    def sigma(self, sigma: float, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame σ (B, F): `sigma` on generated frames, 0 on clean ones."""
+        s = torch.full(self.mask.shape, sigma, dtype=torch.float32, device=x.device)
+        return s.masked_fill(self.mask.to(x.device), 0.0)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a per-step callback sees: step i of n moved x from sigma to sigma_next; denoised is the x₀ estimate."""
+
+    i: int
+    num_steps: int
+    sigma: float
+    sigma_next: float
+    x: torch.Tensor
+    denoised: torch.Tensor
+
+
+def _model_sigma(sigma: float, x: torch.Tensor, clean: CleanFrames | None) -> torch.Tensor:
+    """σ as the model sees it: (B,) without clean frames, (B, F) with them."""
+    if clean is None:
+        return torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
+    return clean.sigma(sigma, x)
+
+
+def _prepare(x: torch.Tensor, sigmas: torch.Tensor, clean: CleanFrames | None) -> tuple[torch.Tensor, list[float]]:
+    if sigmas.ndim != 1 or len(sigmas) < 2:
+        raise ValueError(f"sigmas must be a 1-D schedule of N+1 >= 2 levels, got shape {tuple(sigmas.shape)}")
+    if x.ndim != 5:
+        raise ValueError(f"x must be a latent (B, C, F, h, w), got shape {tuple(x.shape)}")
+    x = x.float()
+    if clean is not None:
+        x = clean.impose(x)
+    return x, [float(s) for s in sigmas]
+
+
+def sample_euler(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, clean: CleanFrames | None = None,
+                 callback: Callable[[StepInfo], None] | None = None) -> torch.Tensor:
+    """Euler: x ← x + (σ_{i+1} − σ_i)·v(x, σ_i). x (B, C, F, h, w) at σ_0 → float32 latent at σ_N."""
+    x, sig = _prepare(x, sigmas, clean)
+    n = len(sig) - 1
+    for i in range(n):
+        s, s_next = sig[i], sig[i + 1]
+        sigma = _model_sigma(s, x, clean)
+        v = model_fn(x, sigma).float()
+        denoised = predict_x0(x, v, sigma)
+        x = x + (s_next - s) * v
+        if clean is not None:
+            x = clean.impose(x)
+            denoised = clean.impose(denoised)
+        if callback is not None:
+            callback(StepInfo(i, n, s, s_next, x, denoised))
+    return x
+
+
+def _lambda(sigma: float) -> float:
+    """log-SNR half: λ = log(α/σ) with α = 1 − σ; −∞ at pure noise, +∞ at data."""
+    if sigma <= 0:
+        return math.inf
+    if sigma >= 1:
+        return -math.inf
+    return math.log((1 - sigma) / sigma)
+
+
+def sample_dpmpp_2m(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, clean: CleanFrames | None = None,
+                    callback: Callable[[StepInfo], None] | None = None) -> torch.Tensor:
+    """DPM-Solver++(2M), data-prediction multistep solver, in flow form (α = 1 − σ, x₀ = x − σ·v).
+
+    With h = λ_{i+1} − λ_i and r = h_{i−1}/h:
+        D = (1 + 1/(2r))·x₀_i − 1/(2r)·x₀_{i−1}        (x₀_i alone on the first step, after σ = 1, and onto σ = 0)
+        x ← (σ_{i+1}/σ_i)·x + α_{i+1}·(1 − e^{−h})·D
+    Its first-order form is exactly the Euler step, so the gain comes from the second-order correction.
+    """
+    x, sig = _prepare(x, sigmas, clean)
+    n = len(sig) - 1
+    old_denoised, h_prev = None, None
+    for i in range(n):
+        s, s_next = sig[i], sig[i + 1]
+        sigma = _model_sigma(s, x, clean)
+        v = model_fn(x, sigma).float()
+        denoised = predict_x0(x, v, sigma)
+        lam, lam_next = _lambda(s), _lambda(s_next)
+        h = lam_next - lam
+        if s_next == 0:
+            x = denoised  # σ_{i+1} = 0: the update lands on the data estimate
+        else:
+            d = denoised
+            if old_denoised is not None and math.isfinite(h_prev) and math.isfinite(h):
+                r = h_prev / h
+                d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+            # e^{−h} = (σ_{i+1}/α_{i+1})·(α_i/σ_i) ; written so σ_i = 1 (α_i = 0, h = ∞) stays finite
+            exp_neg_h = (s_next / (1 - s_next)) * ((1 - s) / s)
+            x = (s_next / s) * x + (1 - s_next) * (1 - exp_neg_h) * d
+        if clean is not None:
+            x = clean.impose(x)
+            denoised = clean.impose(denoised)
+        old_denoised, h_prev = denoised, h
+        if callback is not None:
+            callback(StepInfo(i, n, s, s_next, x, denoised))
+    return x
+
+
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
+    "euler": sample_euler,
+    "dpm++2m": sample_dpmpp_2m,
+}
+
+
+def get_sampler(name: str) -> Callable[..., torch.Tensor]:
+    """The sampler registered under `name` (see SAMPLERS)."""
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}") from None
+
+
+def cfg(model_cond: ModelFn, model_uncond: ModelFn, scale: float, *,
+        model_both: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> ModelFn:
+    """Classifier-free guidance: v = v_uncond + scale·(v_cond − v_uncond).
+
+    scale ≤ 1 returns `model_cond` (the unconditional branch is never run). `model_both(x, sigma) -> (v_cond, v_uncond)`,
+    when given, evaluates both branches in one batched forward instead of two calls.
+    """
+    if scale < 0:
+        raise ValueError(f"guidance scale must be >= 0, got {scale}")
+    if scale <= 1:
+        return model_cond
+
+    def guided(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if model_both is not None:
+            v_cond, v_uncond = model_both(x, sigma)
+        else:
+            v_cond, v_uncond = model_cond(x, sigma), model_uncond(x, sigma)
+        return v_uncond + scale * (v_cond - v_uncond)
+
+    return guided

@@ -1,0 +1,162 @@
+"""Datasets of the shapes world: a torch `Dataset` for training directly, and a writer of mp4 + caption folders.
+
+Item `i` of a dataset with seed `s` is always the same clip: its random numbers come from `default_rng([s, i])`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vidgen.shapes.world import DEFAULT_FRAMES, DEFAULT_SIZE, FPS, ClipSpec, render_clip, sample_spec
+
+MANIFEST = "manifest.jsonl"
+
+
+def item_spec(seed: int, index: int, split: str = "train", image_ratio: float = 0.0) -> tuple[ClipSpec, bool]:
+    """The spec of item `index` and whether it is an image (1 frame); a pure function of its arguments."""
+    if not 0.0 <= image_ratio <= 1.0:
+        raise ValueError(f"image_ratio is the fraction of 1-frame items, expected in [0, 1], got {image_ratio}")
+    rng = np.random.default_rng([seed, index])
+    is_image = bool(rng.random() < image_ratio)
+    return sample_spec(rng, split), is_image
+
+
+class ShapesDataset(Dataset):
+    """`n` seeded items {"video": float (3, T, H, W) in [-1, 1], "caption": str}; images have T = 1.
+
+    With 0 < image_ratio < 1, items have different T and the default collate cannot stack them: use batch size 1 or
+    group by `is_image(i)`.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        *,
+        frames: int = DEFAULT_FRAMES,
+        size: int | tuple[int, int] = DEFAULT_SIZE,
+        split: str = "train",
+        image_ratio: float = 0.0,
+    ):
+        if n < 1:
+            raise ValueError(f"a dataset needs n >= 1 items, got {n}")
+        if (frames - 1) % 4:
+            raise ValueError(f"frames must be 1 + 4k (the VAE's causal grouping), got {frames}")
+        item_spec(seed, 0, split, image_ratio)  # validates split and ratio now, not at the first __getitem__
+        self.n, self.seed, self.frames, self.size = n, seed, frames, size
+        self.split, self.image_ratio = split, image_ratio
+
+    def __len__(self) -> int:
+        return self.n
+
+    def spec(self, index: int) -> ClipSpec:
+        return item_spec(self.seed, self._check(index), self.split, self.image_ratio)[0]
+
+    def is_image(self, index: int) -> bool:
+        return item_spec(self.seed, self._check(index), self.split, self.image_ratio)[1]
+
+    def __getitem__(self, index: int) -> dict:
+        spec, is_image = item_spec(self.seed, self._check(index), self.split, self.image_ratio)
+        frames = render_clip(spec, 1 if is_image else self.frames, self.size)  # (T, H, W, 3) uint8
+        video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0  # (3, T, H, W) in [-1, 1]
+        return {"video": video, "caption": spec.text}
+
+    def _check(self, index: int) -> int:
+        if not -self.n <= index < self.n:
+            raise IndexError(f"index {index} out of range for a dataset of {self.n} items")
+        return index % self.n
+
+
+def write_dataset(
+    folder: str | Path,
+    n: int,
+    seed: int = 0,
+    *,
+    frames: int = DEFAULT_FRAMES,
+    size: int | tuple[int, int] = DEFAULT_SIZE,
+    split: str = "train",
+    image_ratio: float = 0.0,
+    fps: int = FPS,
+    lossless: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write items 0..n-1 of `ShapesDataset(n, seed, ...)` to `folder` as NNNNNN.mp4 + NNNNNN.txt + manifest.jsonl.
+
+    Videos are H.264. `lossless` (default): RGB at CRF 0, decoded back exactly (PyAV, decord); training data should
+    not carry codec error. Otherwise yuv420p at CRF 12, which plays everywhere but, at 64×64, subsampled chroma costs
+    ~36 dB PSNR with errors up to ~90/255 at coloured edges. The folder appears complete or not at all; an existing one is an error unless
+    `overwrite`.
+    """
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it or choose another folder")
+    ShapesDataset(n, seed, frames=frames, size=size, split=split, image_ratio=image_ratio)  # validates arguments first
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        with open(tmp / MANIFEST, "w") as manifest:
+            for i in range(n):
+                spec, is_image = item_spec(seed, i, split, image_ratio)
+                clip = render_clip(spec, 1 if is_image else frames, size)
+                name = f"{i:06d}"
+                write_mp4(clip, tmp / f"{name}.mp4", fps=fps, lossless=lossless)
+                (tmp / f"{name}.txt").write_text(spec.text + "\n")
+                record = {"path": f"{name}.mp4", "caption": spec.text, "fps": fps, "frames": len(clip), "spec": asdict(spec)}
+                manifest.write(json.dumps(record) + "\n")
+        if folder.exists():  # overwrite: move the old one aside first so a failure never leaves a half folder
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+            os.replace(folder, old / "x")
+            os.replace(tmp, folder)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def read_manifest(folder: str | Path) -> list[dict]:
+    """The records of a folder written by `write_dataset`, with `path` made absolute."""
+    folder = Path(folder)
+    with open(folder / MANIFEST) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    for r in records:
+        r["path"] = str(folder / r["path"])
+    return records
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, *, fps: int = FPS, lossless: bool = False) -> None:
+    """Encode uint8 frames (T, H, W, 3) as H.264 mp4 at `path` (written as given; callers handle atomicity)."""
+    import av  # heavy; only needed when writing
+
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    _, height, width, _ = frames.shape
+    if not lossless and (height % 2 or width % 2):
+        raise ValueError(f"yuv420p needs even height and width, got {height}x{width}; use lossless=True or resize")
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264rgb" if lossless else "libx264", rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "rgb24" if lossless else "yuv420p"
+        stream.options = {"crf": "0" if lossless else "12", "preset": "medium"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def read_mp4(path: str | Path) -> np.ndarray:
+    """Decode an mp4 to uint8 frames (T, H, W, 3)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])

@@ -1,0 +1,151 @@
+"""TrainConfig: everything a training run needs, as frozen dataclasses loaded from YAML (configs/train/*.yaml).
+
+Two tasks share one loop: `task: dit` trains the DiT with flow matching on VAE latents (a frozen VAE encodes raw media, or
+a precomputed cache supplies latents and text embeddings); `task: vae` trains the causal VAE itself on pixels.
+
+Clean-prefix conditioning (`flow.prefix_probs`): each training clip keeps a random number of leading latent frames clean
+(σ = 0, not in the loss) — none with the first weight (text-to-video), the first frame with the second (frame-to-video,
+the first latent frame is the image anchor), 2..F−1 frames with the third (continuation). One model so learns all three.
+`flow.context_sigma_max > 0` noises that context a little (σ ~ U(0, max)) so the model tolerates imperfect context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from vidgen.config_io import from_dict, to_dict
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    folder: str | None = None  # media files with sidecar .txt captions
+    manifest: str | None = None  # CSV or JSONL: path, caption[, fps, frames, height, width]
+    cache: str | None = None  # precomputed latents + text embeddings (vidgen.data.precompute), task dit only
+    buckets: tuple[tuple[int, int, int], ...] = ((17, 64, 64),)  # (frames, height, width); frames = 1 + 4k
+    fps: float | None = None  # clips are sampled at this frame rate (None: the file's own)
+    image_ratio: float = 0.0  # fraction of batches that are single images
+    images_from_videos: bool = False  # single frames of videos also fill the image buckets
+    random_crop: bool = False  # else centre crop
+    batch_size: int = 1  # per process, per micro-step
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    schedule: str = "constant"  # "constant" or "cosine" (to min_lr_ratio·lr at max_steps), after linear warmup
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    grad_accum: int = 1  # micro-batches per optimizer step
+    text_encoder_lr: float | None = None  # when training the text encoder jointly; None: same as lr
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    sigma_sampler: str = "logit_normal"  # or "uniform"
+    sigma_mean: float = 0.0
+    sigma_std: float = 1.0
+    shift: float = 1.0
+    prefix_probs: tuple[float, float, float] = (0.6, 0.25, 0.15)  # (none, first frame, several frames) clean
+    context_sigma_max: float = 0.0  # noise augmentation of the clean context
+    text_dropout: float = 0.1  # caption → "" with this probability, for classifier-free guidance
+
+
+@dataclass(frozen=True)
+class VAELossConfig:
+    l1_weight: float = 1.0
+    kl_weight: float = 1e-6
+    perceptual_weight: float = 0.0  # needs a pretrained perceptual network; none can be had offline (must stay 0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = "dit"  # "dit" or "vae"
+    model: str = "tiny"  # task dit: a DiT preset name, a DiTConfig YAML, or a pretrained folder
+    vae: str | None = None  # a VAE preset name or pretrained folder (frozen for dit, trained for vae)
+    text_encoder: str | None = None  # a transformers folder (tokenizer + encoder)
+    train_text_encoder: bool = False  # joint training (small toy encoders); default frozen
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    vae_loss: VAELossConfig = field(default_factory=VAELossConfig)
+    output_dir: str = "runs/train"
+    max_steps: int = 1000
+    seed: int = 0
+    mixed_precision: str = "no"  # "no" or "bf16"
+    gradient_checkpointing: bool = False
+    ema_decay: float = 0.0  # 0 = no EMA weights
+    log_every: int = 10
+    save_every: int = 500
+    keep_last: int = 3
+    sample_every: int = 0  # steps between preview clips (0 = never)
+    sample_prompts: tuple[str, ...] = ()
+    sample_steps: int = 20
+
+    def __post_init__(self):
+        errors = []
+        if self.task not in ("dit", "vae"):
+            errors.append(f"task must be 'dit' or 'vae', got {self.task!r}")
+        if self.mixed_precision not in ("no", "bf16"):
+            errors.append(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        if self.optim.schedule not in ("constant", "cosine"):
+            errors.append(f"optim.schedule must be 'constant' or 'cosine', got {self.optim.schedule!r}")
+        if self.flow.sigma_sampler not in ("uniform", "logit_normal"):
+            errors.append(f"flow.sigma_sampler must be 'uniform' or 'logit_normal', got {self.flow.sigma_sampler!r}")
+        if sum(x is not None for x in (self.data.folder, self.data.manifest, self.data.cache)) != 1:
+            errors.append("data needs exactly one of folder, manifest or cache")
+        if self.data.cache is not None and self.task != "dit":
+            errors.append("data.cache holds DiT latents; task vae trains on pixels (use data.folder or data.manifest)")
+        if self.vae_loss.perceptual_weight != 0:
+            errors.append("vae_loss.perceptual_weight must be 0: no pretrained perceptual network is available offline")
+        for name in ("max_steps", "save_every", "log_every", "keep_last"):
+            if getattr(self, name) < 1:
+                errors.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.optim.grad_accum < 1:
+            errors.append(f"optim.grad_accum must be >= 1, got {self.optim.grad_accum}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            errors.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.flow.text_dropout <= 1.0:
+            errors.append(f"flow.text_dropout must be in [0, 1], got {self.flow.text_dropout}")
+        if errors:
+            raise ValueError("invalid training config:\n  " + "\n  ".join(errors))
+
+    @classmethod
+    def load(cls, source) -> "TrainConfig":
+        return from_dict(cls, source)
+
+
+# Keys that may change between a run and its resumption: they steer the run, not what is learned at each step.
+RUN_CONTROL_KEYS = frozenset({
+    "output_dir", "max_steps", "log_every", "save_every", "keep_last", "sample_every", "sample_prompts",
+    "sample_steps", "data.num_workers",
+})
+
+
+def learning_dict(config: TrainConfig) -> dict:
+    """The config flattened to dotted keys, without run-control keys: two runs with equal dicts learn the same."""
+    flat = {}
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat[prefix[:-1]] = value
+
+    walk("", to_dict(config))
+    keep = {k: v for k, v in flat.items() if k not in RUN_CONTROL_KEYS}
+    if config.optim.schedule == "cosine":  # the cosine decay is stretched over max_steps, so it shapes every step
+        keep["max_steps"] = config.max_steps
+    return keep
+
+
+def config_hash(config: TrainConfig) -> str:
+    return hashlib.sha256(json.dumps(learning_dict(config), sort_keys=True).encode()).hexdigest()[:16]
+

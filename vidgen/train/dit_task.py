@@ -1,0 +1,149 @@
+"""The DiT's training objective: flow matching on VAE latents with clean-prefix conditioning and text dropout.
+
+Randomness comes only from the generator passed in (text dropout, σ, clean prefix, context σ, noise, in that order),
+which the trainer seeds per micro-batch — so a resumed run draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidgen.flow import flow_matching_loss, frame_sigmas, sample_clean_prefix, sample_sigma
+from vidgen.train.config import TrainConfig
+from vidgen.train.models import load_dit, load_vae, set_gradient_checkpointing
+
+
+class DiTTask:
+    name = "dit"
+
+    def __init__(self, config: TrainConfig, dit: nn.Module, vae: nn.Module | None, text: nn.Module | None):
+        self.config, self.dit, self.vae, self.text = config, dit, vae, text
+        c = dit.config
+        if vae is not None and vae.config.z_dim != c.in_dim:
+            raise ValueError(f"the VAE makes {vae.config.z_dim}-channel latents but the DiT takes in_dim={c.in_dim}; "
+                             "use a DiT config whose in_dim/out_dim match the VAE's z_dim")
+        if text is not None and text.dim != c.text_dim:
+            raise ValueError(f"the text encoder is {text.dim} wide but the DiT expects text_dim={c.text_dim}")
+        if config.data.cache is None and vae is None:
+            raise ValueError("task dit on raw media needs a VAE to encode it: set `vae:` (or train from data.cache)")
+        if config.train_text_encoder and text is None:
+            raise ValueError("train_text_encoder is true but no text_encoder is configured")
+        set_gradient_checkpointing(dit, config.gradient_checkpointing)
+        if vae is not None:
+            vae.requires_grad_(False).eval()
+        if text is not None:
+            text.requires_grad_(config.train_text_encoder)
+            text.train(config.train_text_encoder)
+
+    @classmethod
+    def build(cls, config: TrainConfig, models: dict | None = None) -> "DiTTask":
+        """Networks from the config; `models` (keys dit, vae, text) overrides any of them with ready modules."""
+        from vidgen.train.text_conditioner import TextConditioner
+
+        models = models or {}
+        dit = models.get("dit") or load_dit(config.model)
+        vae = models.get("vae") or (load_vae(config.vae) if config.vae and config.data.cache is None else None)
+        text = models.get("text")
+        if text is None and config.text_encoder and (config.data.cache is None or config.train_text_encoder):
+            text = TextConditioner.from_folder(config.text_encoder, dit.config.text_len)
+        return cls(config, dit, vae, text)
+
+    @property
+    def factors(self) -> tuple[int, int]:
+        """(time, space) granularity of pixel clips: T = 1 + time·k, H and W multiples of space."""
+        if self.vae is None:
+            return 4, 16
+        p = self.dit.config.patch_size
+        return self.vae.config.temporal_compression, self.vae.config.spatial_compression * max(p[1], p[2])
+
+    def trainable(self) -> dict[str, nn.Module]:
+        out = {"model": self.dit}
+        if self.config.train_text_encoder:
+            out["text_encoder"] = self.text
+        return out
+
+    def to(self, device) -> None:
+        for m in (self.vae, self.text):
+            if m is not None:
+                m.to(device)
+
+    def context(self, modules: dict, batch: dict, gen: torch.Generator, device) -> torch.Tensor:
+        """Text context (B, L, D) with captions dropped to "" (or the cached empty-caption embedding) at rate p."""
+        p = self.config.flow.text_dropout
+        if "context" in batch and not self.config.train_text_encoder:  # precomputed
+            ctx, null = batch["context"].to(device), batch["null_context"].to(device)
+            drop = (torch.rand(ctx.shape[0], generator=gen) < p).to(device)
+            return torch.where(drop[:, None, None], null, ctx)
+        captions = list(batch["caption"])
+        drop = torch.rand(len(captions), generator=gen) < p
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        if self.text is None:  # unconditional model
+            c = self.dit.config
+            return torch.zeros(len(captions), c.text_len, c.text_dim, device=device)
+        if self.config.train_text_encoder:
+            return modules["text_encoder"](captions)
+        with torch.no_grad():
+            return self.text(captions)
+
+    def latents(self, batch: dict, device) -> torch.Tensor:
+        if "latent" in batch:
+            return batch["latent"].to(device).float()
+        with torch.no_grad():
+            return self.vae.encode(batch["video"].to(device)).float()  # (B, C, F, h, w)
+
+    def loss(self, modules: dict, batch: dict, gen: torch.Generator, device) -> torch.Tensor:
+        f = self.config.flow
+        context = self.context(modules, batch, gen, device)
+        x0 = self.latents(batch, device)
+        b, frames = x0.shape[0], x0.shape[2]
+        sigma = sample_sigma(b, f.sigma_sampler, shift=f.shift, mean=f.sigma_mean, std=f.sigma_std, generator=gen)
+        prefix = sample_clean_prefix(b, frames, f.prefix_probs, generator=gen)
+        sig = frame_sigmas(sigma, prefix, frames)
+        if f.context_sigma_max > 0:  # noise augmentation of the context: σ_ctx ~ U(0, max) per sample
+            ctx_sigma = torch.rand(b, generator=gen) * f.context_sigma_max
+            is_ctx = torch.arange(frames)[None, :] < prefix[:, None]
+            sig = torch.where(is_ctx, ctx_sigma[:, None].expand_as(sig), sig)
+        noise = torch.randn(x0.shape, generator=gen)
+        model = modules["model"]
+        return flow_matching_loss(lambda x, t: model(x, t, context), x0, sig.to(device), noise.to(device),
+                                  prefix=prefix.to(device))
+
+    def export(self, folder: Path, modules: dict) -> None:
+        """The trained networks in their loadable formats: `dit/` and (when trained) `text_encoder/`."""
+        modules["model"].save_pretrained(folder / "dit", overwrite=True)
+        if "text_encoder" in modules:
+            modules["text_encoder"].save_pretrained(folder / "text_encoder")
+
+    @torch.no_grad()
+    def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:
+        """Sample one clip per `sample_prompts` entry at the first video bucket's size; write mp4s (or png for images)."""
+        from vidgen.flow import sigma_schedule, to_timestep
+        from vidgen.samplers import sample_euler
+        from vidgen.video_io import save_video
+
+        if self.vae is None or self.text is None:
+            return []
+        model, text = modules["model"], modules.get("text_encoder", self.text)
+        was_training = model.training
+        model.eval()
+        vc = self.vae.config
+        shape = (1, self.dit.config.in_dim, 1 + (bucket.frames - 1) // vc.temporal_compression,
+                 bucket.height // vc.spatial_compression, bucket.width // vc.spatial_compression)
+        device = next(model.parameters()).device
+        out = []
+        for i, prompt in enumerate(self.config.sample_prompts):
+            ctx = text([prompt])
+            g = torch.Generator().manual_seed(i)
+            x = torch.randn(shape, generator=g).to(device)
+            z = sample_euler(lambda x, s: model(x, to_timestep(s), ctx), x, sigma_schedule(self.config.sample_steps,
+                                                                                           self.config.flow.shift))
+            video = self.vae.decode(z.float())  # (1, 3, T, H, W) in [-1, 1]
+            frames = ((video[0].permute(1, 2, 3, 0).float().cpu() + 1) / 2).clamp(0, 1).numpy()
+            path = folder / f"step{step:08d}-{i}{'.png' if bucket.frames == 1 else '.mp4'}"
+            save_video(frames, str(path), fps=int(self.config.data.fps or 16))
+            out.append(path)
+        model.train(was_training)
+        return out

@@ -1,0 +1,213 @@
+"""The training loop, shared by the DiT (flow matching) and the VAE (reconstruction + KL) tasks, on accelerate.
+
+One optimizer step = `grad_accum` micro-batches. The noise of micro-batch m on rank r comes from a generator seeded with
+(seed, m, r), and the data stream is a pure function of (seed, batch number), so a run resumed from a checkpoint draws
+exactly what the uninterrupted run would have: its final weights are the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from vidgen.config_io import to_dict
+from vidgen.train import checkpoint as ckpt
+from vidgen.train.config import TrainConfig, config_hash, learning_dict
+from vidgen.train.data import build_data, loader
+from vidgen.train.ema import EMA
+from vidgen.train.schedule import lr_factor
+
+log = logging.getLogger("vidgen.train")
+
+CHECKPOINTS = "checkpoints"
+FINAL = "final"
+
+
+@dataclass
+class TrainResult:
+    step: int
+    losses: list[float] = field(default_factory=list)  # per optimizer step of this process's run
+    bad_files: set[str] = field(default_factory=set)
+    output_dir: Path | None = None
+
+
+def build_task(config: TrainConfig, models: dict | None = None):
+    if config.task == "dit":
+        from vidgen.train.dit_task import DiTTask
+
+        return DiTTask.build(config, models)
+    from vidgen.train.vae_task import VAETask
+
+    return VAETask.build(config, models)
+
+
+def _noise_generator(seed: int, micro: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + micro) * 4099 + rank)
+
+
+def _check_resumable(path: Path, state: dict, config: TrainConfig) -> None:
+    if state.get("config_hash") == config_hash(config):
+        return
+    old, new = state.get("learning_config", {}), learning_dict(config)
+    diff = [f"{k}: {old.get(k)!r} (checkpoint) vs {new.get(k)!r} (now)" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+    raise ckpt.CheckpointError(
+        f"checkpoint {path} was written by a different training config; differing keys:\n  " + "\n  ".join(diff)
+        + "\nResume with the original config, or train into a new output_dir.")
+
+
+def train(config: TrainConfig, *, resume: bool = False, models: dict | None = None, progress: bool = True,
+          on_step: Callable[[int], None] | None = None) -> TrainResult:
+    """Train per `config`; `resume` continues from the newest valid checkpoint in `output_dir/checkpoints`.
+
+    models: ready networks overriding the config's (keys dit, vae, text) — for notebooks and tests.
+    on_step(step) is called after every optimizer step (and after its checkpoint, if one was due).
+    """
+    from accelerate import Accelerator
+
+    out = Path(config.output_dir)
+    manager = ckpt.CheckpointManager(out / CHECKPOINTS, config.keep_last)
+    start_path = None
+    if resume:
+        start_path = manager.latest()
+        if start_path is None:
+            log.warning("--resume: no usable checkpoint in %s; starting from scratch", manager.folder)
+    elif manager.checkpoints():
+        raise FileExistsError(f"{manager.folder} already holds checkpoints; pass --resume to continue that run, or "
+                              "set output_dir to a new folder")
+    state, tensors = None, {}
+    if start_path is not None:  # check before building anything big
+        tensors, state = ckpt.load(start_path)
+        _check_resumable(start_path, state, config)
+
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(config.seed)  # same initial weights on every rank
+    task = build_task(config, models)
+    data = build_data(config, task.factors, rank, world)
+    for path, reason in data.skipped.items():
+        log.info("not used: %s (%s)", path, reason)
+
+    modules = task.trainable()
+    for name, module in modules.items():
+        module.train()
+        if name in tensors:
+            module.load_state_dict(tensors[name])
+    ema = EMA(modules["model"], config.ema_decay) if config.ema_decay > 0 else None
+    if ema is not None and "ema" in tensors:
+        ema.load_state_dict(tensors["ema"])
+    o = config.optim
+    groups = [{"params": [p for p in modules["model"].parameters() if p.requires_grad], "lr": o.lr, "base_lr": o.lr}]
+    if "text_encoder" in modules:
+        lr = o.text_encoder_lr or o.lr
+        groups.append({"params": [p for p in modules["text_encoder"].parameters() if p.requires_grad], "lr": lr,
+                       "base_lr": lr})
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+    names = list(modules)
+    prepared = accelerator.prepare(*[modules[n] for n in names], optimizer)
+    wrapped = dict(zip(names, prepared[:-1]))
+    optimizer = prepared[-1]
+    task.to(accelerator.device)
+
+    step, micro = 0, 0
+    if state is not None:
+        opt_tensors = tensors.get("optimizer", {})
+        optimizer.load_state_dict(ckpt.optimizer_from_parts(opt_tensors, state["optimizer_param_groups"]))
+        ckpt.set_rng_state(state["rng"], {})
+        step, micro = state["step"], state["micro_batches"]
+        log.info("resumed from %s at step %d", start_path, step)
+
+    def save(step: int) -> None:
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return
+        parts = {n: accelerator.unwrap_model(m).state_dict() for n, m in wrapped.items()}
+        if ema is not None:
+            parts["ema"] = ema.state_dict()
+        opt_tensors, opt_groups = ckpt.optimizer_to_parts(optimizer.state_dict())
+        parts["optimizer"] = opt_tensors
+        meta = {"format": 1, "step": step, "micro_batches": micro, "config_hash": config_hash(config),
+                "learning_config": learning_dict(config), "config": to_dict(config),
+                "optimizer_param_groups": opt_groups, "rng": ckpt.rng_state({}), "world_size": world}
+        path = manager.save(step, parts, meta)
+        log.info("saved %s", path)
+
+    result = TrainResult(step, output_dir=out)
+    params = [p for m in wrapped.values() for p in m.parameters() if p.requires_grad]
+    batches = iter(loader(data, micro, config.data.num_workers))
+    bar = tqdm(total=config.max_steps, initial=step, disable=not (progress and accelerator.is_main_process),
+               desc=f"train {config.task}", dynamic_ncols=True)
+    metrics_file = out / "metrics.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    t_last, samples_since = time.perf_counter(), 0
+    while step < config.max_steps:
+        factor = lr_factor(step, warmup_steps=o.warmup_steps, max_steps=config.max_steps, schedule=o.schedule,
+                           min_ratio=o.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        loss_sum = 0.0
+        for k in range(o.grad_accum):
+            batch = next(batches)
+            result.bad_files.update(batch.get("bad_files", ()))
+            gen = _noise_generator(config.seed, micro, rank)
+            micro += 1
+            with contextlib.ExitStack() as stack:
+                if k < o.grad_accum - 1:  # gradients are all-reduced once, on the last micro-batch
+                    for m in wrapped.values():
+                        stack.enter_context(accelerator.no_sync(m))
+                loss = task.loss(wrapped, batch, gen, accelerator.device)
+                accelerator.backward(loss / o.grad_accum)
+            loss_sum += loss.detach().float().item() / o.grad_accum
+            samples_since += len(batch.get("caption", batch.get("latent", [])))
+        if o.grad_clip > 0:
+            grad_norm = accelerator.clip_grad_norm_(params, o.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(wrapped["model"]))
+        step += 1
+        result.step = step
+        result.losses.append(loss_sum)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum:.4f}")
+        if step % config.log_every == 0 or step == config.max_steps:
+            dt = time.perf_counter() - t_last
+            row = {"step": step, "loss": loss_sum, "grad_norm": float(grad_norm), "lr": o.lr * factor,
+                   "samples_per_s": samples_since * world / max(dt, 1e-9), "bad_files": len(result.bad_files)}
+            if accelerator.is_main_process:
+                line = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+                bar.write(line) if progress else log.info(line)
+                with metrics_file.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+            t_last, samples_since = time.perf_counter(), 0
+        if step % config.save_every == 0 or step == config.max_steps:
+            save(step)
+        if config.sample_every and step % config.sample_every == 0 and accelerator.is_main_process:
+            first_video = next((b for b in data.buckets if b.frames > 1), data.buckets[0])
+            (out / "samples").mkdir(exist_ok=True)
+            task.preview(out / "samples", step, {n: accelerator.unwrap_model(m) for n, m in wrapped.items()},
+                         first_video)
+        if on_step is not None:
+            on_step(step)
+    bar.close()
+    if result.bad_files:
+        log.warning("%d file(s) could not be decoded and were skipped: %s", len(result.bad_files),
+                    sorted(result.bad_files)[:10])
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = {n: accelerator.unwrap_model(m) for n, m in wrapped.items()}
+        if ema is not None:  # export the EMA weights, the ones meant for sampling
+            ema.copy_to(final["model"])
+        task.export(out / FINAL, final)
+    accelerator.end_training()
+    return result

@@ -1,0 +1,75 @@
+"""The causal VAE's training objective: L1 reconstruction + KL to N(0, 1), on the trainer's pixel clips.
+
+A perceptual (LPIPS-style) term would need pretrained network weights, which cannot be had offline here, so there is
+none. The VAE is wrapped in `Reconstruction`, whose `forward` is the whole differentiable pass, so that accelerate's
+DDP/FSDP wrapper sees it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidgen.train.config import TrainConfig
+from vidgen.train.models import load_vae
+
+
+class Reconstruction(nn.Module):
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, video: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """video (B, 3, 1+4k, H, W), eps like the latent → (reconstruction like video, mu, logvar (B, z, 1+k, h, w))."""
+        mu, logvar = self.vae.posterior(video)
+        z = mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype)
+        return self.vae.decode_raw(z), mu, logvar
+
+
+class VAETask:
+    name = "vae"
+
+    def __init__(self, config: TrainConfig, vae: nn.Module):
+        self.config, self.vae = config, vae
+        self.model = Reconstruction(vae)
+
+    @classmethod
+    def build(cls, config: TrainConfig, models: dict | None = None) -> "VAETask":
+        vae = (models or {}).get("vae")
+        if vae is None:
+            if not config.vae:
+                raise ValueError("task vae needs `vae:` (a preset name to start fresh, or a folder to fine-tune)")
+            vae = load_vae(config.vae)
+        return cls(config, vae.float())
+
+    @property
+    def factors(self) -> tuple[int, int]:
+        c = self.vae.config
+        return c.temporal_compression, c.spatial_compression
+
+    def trainable(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def to(self, device) -> None:
+        pass
+
+    def loss(self, modules: dict, batch: dict, gen: torch.Generator, device) -> torch.Tensor:
+        video = batch["video"].to(device)
+        c = self.vae.config
+        b, _, t, h, w = video.shape
+        z_shape = (b, c.z_dim, 1 + (t - 1) // c.temporal_compression, h // c.spatial_compression,
+                   w // c.spatial_compression)
+        eps = torch.randn(z_shape, generator=gen).to(device)
+        recon, mu, logvar = modules["model"](video, eps)
+        l = self.config.vae_loss
+        l1 = (recon.float() - video.float()).abs().mean()
+        kl = 0.5 * (mu.float() ** 2 + logvar.float().exp() - 1.0 - logvar.float()).mean()  # per latent element
+        return l.l1_weight * l1 + l.kl_weight * kl
+
+    def export(self, folder: Path, modules: dict) -> None:
+        modules["model"].vae.save_pretrained(folder / "vae", overwrite=True)
+
+    def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:
+        return []  # reconstructions are judged by the loss; nothing to sample

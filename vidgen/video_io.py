@@ -1,0 +1,203 @@
+"""Writing and reading results: mp4 (H.264) and webm (VP9) through PyAV, gif and single-frame images through Pillow.
+
+Every file is written to a temporary name in the destination folder and renamed when complete, so a crash never
+leaves a half-written output under the final name, and an existing file is never replaced unless asked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# suffix -> (PyAV codec, pixel format)
+VIDEO_FORMATS = {
+    ".mp4": ("libx264", "yuv420p"),
+    ".mkv": ("libx264", "yuv420p"),
+    ".mov": ("libx264", "yuv420p"),
+    ".webm": ("libvpx-vp9", "yuv420p"),
+}
+# Pillow: images, and gif (its adaptive per-frame palette looks far better than FFmpeg's fixed rgb8 one)
+IMAGE_FORMATS = (".png", ".jpg", ".jpeg")
+PILLOW_FORMATS = IMAGE_FORMATS + (".gif",)
+H264_CRF = "18"  # visually near-lossless; the library default (23) visibly blurs small generated videos
+
+
+def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
+    """Fail early, before any heavy work, if `path` cannot be written: unknown suffix, missing or read-only folder,
+    or an existing file without `overwrite`."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_FORMATS and suffix not in PILLOW_FORMATS:
+        raise ValueError(f"cannot write {str(path)!r}: unknown file type {suffix or '(none)'!r}; "
+                         f"expected one of {sorted(VIDEO_FORMATS) + list(PILLOW_FORMATS)}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {str(path)!r}: the folder {str(folder)!r} does not exist "
+                                f"(or is not a folder); create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {str(path)!r}: the folder {str(folder)!r} is not writable")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {str(path)!r}: it is a folder")
+    return path
+
+
+def to_uint8(frames) -> np.ndarray:
+    """Frames (T, H, W, 3) or one frame (H, W, 3) as numpy/torch, float in [0, 1] or uint8 → uint8 (T, H, W, 3)."""
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu()
+        frames = frames.float().numpy() if frames.dtype != torch.uint8 else frames.numpy()
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (T, H, W, 3) or (H, W, 3), got {frames.shape}")
+    if frames.dtype == np.uint8:
+        return frames
+    if not np.issubdtype(frames.dtype, np.floating):
+        raise TypeError(f"frames must be uint8 or float in [0, 1], got {frames.dtype}")
+    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _temp_name(path: Path) -> Path:
+    # Same folder (so the rename is atomic), same suffix (PyAV picks the container from it), hidden, unique.
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}-{id(path):x}{path.suffix}")
+
+
+class VideoWriter:
+    """Incremental writer: open, `write` frames as they come, `close` → atomic rename onto `path`.
+
+    Use as a context manager; on an exception the temporary file is removed and `path` is untouched.
+    """
+
+    def __init__(self, path: str | Path, fps: float = 16, overwrite: bool = False):
+        _rate(fps)  # validates fps before anything is created
+        self.path = check_output_path(path, overwrite)
+        self.overwrite = overwrite
+        self.fps = fps
+        self._tmp = _temp_name(self.path)
+        self._suffix = self.path.suffix.lower()
+        self._container = None
+        self._stream = None
+        self._size = None  # (H, W) of the first frame
+        self._images: list[np.ndarray] = []
+        self.frames_written = 0
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _open(self, height: int, width: int):
+        import av
+
+        codec, pix_fmt = VIDEO_FORMATS[self._suffix]
+        self._container = av.open(str(self._tmp), mode="w")
+        self._stream = self._container.add_stream(codec, rate=_rate(self.fps))
+        # 4:2:0 chroma needs even sizes; odd ones are padded by one edge row/column
+        self._stream.width, self._stream.height = width + width % 2, height + height % 2
+        self._stream.pix_fmt = pix_fmt
+        if codec == "libx264":
+            self._stream.options = {"crf": H264_CRF}
+
+    def write(self, frames) -> None:
+        """Append frames (T, H, W, 3) or one frame (H, W, 3): uint8, or float in [0, 1], numpy or torch."""
+        import av
+
+        frames = to_uint8(frames)
+        if self._size is None:
+            self._size = frames.shape[1:3]
+        elif frames.shape[1:3] != self._size:
+            raise ValueError(f"frame size changed from {self._size} to {frames.shape[1:3]}")
+        if self._suffix in PILLOW_FORMATS:
+            self._images.extend(frames)
+            if self._suffix in IMAGE_FORMATS and len(self._images) > 1:
+                raise ValueError(f"{str(self.path)!r} is an image: it takes exactly 1 frame; "
+                                 "use a video suffix such as .mp4 for more")
+            return
+        if self._container is None:
+            self._open(*self._size)
+        pad_h, pad_w = self._stream.height - self._size[0], self._stream.width - self._size[1]
+        for frame in frames:
+            if pad_h or pad_w:
+                frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                self._container.mux(packet)
+        self.frames_written += len(frames)
+
+    def close(self) -> Path:
+        """Finish the file and move it onto `path`; returns `path`."""
+        if self._size is None:
+            self.abort()
+            raise ValueError(f"no frames were written to {str(self.path)!r}")
+        if self._suffix in PILLOW_FORMATS:
+            from PIL import Image
+
+            first, *rest = [Image.fromarray(f) for f in self._images]
+            if self._suffix == ".gif":
+                first.save(self._tmp, save_all=True, append_images=rest, duration=1000 / self.fps, loop=0)
+            else:
+                first.save(self._tmp)
+            self.frames_written = len(self._images)
+        else:
+            for packet in self._stream.encode():  # flush delayed frames
+                self._container.mux(packet)
+            self._container.close()
+        if self.path.exists() and not self.overwrite:  # appeared while we were writing
+            self.abort()
+            raise FileExistsError(f"{str(self.path)!r} appeared while writing; pass overwrite=True to replace it")
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file; `path` is left as it was."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - the partial file is deleted anyway
+                pass
+        self._tmp.unlink(missing_ok=True)
+
+
+def _rate(fps: float):
+    from fractions import Fraction
+
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return Fraction(fps).limit_denominator(1001)
+
+
+def save_video(frames, path: str | Path, fps: float = 16, overwrite: bool = False) -> Path:
+    """Write frames (T, H, W, 3) (uint8 or float in [0, 1], numpy or torch) to `path`; T == 1 with .png is an image."""
+    with VideoWriter(path, fps=fps, overwrite=overwrite) as writer:
+        writer.write(frames)
+    return writer.path
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, float | None]:
+    """Frames uint8 (T, H, W, 3) and frames per second (None for an image file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {str(path)!r}")
+    if path.suffix.lower() in IMAGE_FORMATS:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))[None], None
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        rate = stream.average_rate or stream.guessed_rate
+    if not frames:
+        raise ValueError(f"{str(path)!r} holds no video frames")
+    return np.stack(frames), float(rate) if rate else None
