@@ -60,6 +60,8 @@ def generate_many(pipe, prompts: list[str], out_dir: str | Path, parallel: Paral
     targets = [out_dir / output_name(i, p, suffix) for i, p in enumerate(prompts)]
     for path in targets:
         check_output_path(path, overwrite=overwrite)
+    if dist.is_initialized():
+        dist.barrier()  # no rank writes before every rank has checked, or a fast rank's clip would fail a slow check
     pipe.parallel = parallel
     written = []
     for i, prompt in my_prompts(prompts, parallel):
