@@ -19,7 +19,8 @@ if __name__ == "__main__":
     vae = CausalVAE(preset("tiny")).eval()
     z = torch.randn(1, 4, 3, 10, 6, generator=torch.Generator().manual_seed(1))
     results = {}
-    for name, tiling in {"two_tiles": Tiling(48, 16), "eight_tiles": Tiling(32, 16), "one_tile": Tiling(128, 0)}.items():
+    tilings = {"two_tiles": Tiling(48, 16), "eight_tiles": Tiling(32, 16), "one_tile": Tiling(128, 0)}
+    for name, tiling in tilings.items():
         ref = vae.decode(z, tiling=tiling)
         got = parallel_decode(vae, z, tiling)
         results[name] = {"max_diff": (got - ref).abs().max().item(), "shape_ok": got.shape == ref.shape}

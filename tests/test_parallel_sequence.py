@@ -1,4 +1,5 @@
-"""Sequence parallelism equals the single-process DiT (fp32), forward and gradients, under torchrun with 2 gloo ranks."""
+"""Sequence parallelism equals the single-process DiT (fp32), forward and gradients, under torchrun on 2 gloo ranks.
+"""
 
 import pytest
 import torch

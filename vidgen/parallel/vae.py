@@ -71,7 +71,9 @@ def parallel_stream_decode(vae, parts: Iterable[torch.Tensor], tiling: Tiling, g
 
 def _blend(oh: int, ow: int, overlap: int, i: int, k: int, rows: list, cols: list, like: torch.Tensor) -> torch.Tensor:
     """`(oh, ow)` weights of tile (i, k): ramps on the sides that overlap a neighbour, as `causal_vae.tiling` blends."""
-    return torch.outer(_ramp(oh, overlap, i > 0, i < len(rows) - 1, like), _ramp(ow, overlap, k > 0, k < len(cols) - 1, like))
+    rows_w = _ramp(oh, overlap, i > 0, i < len(rows) - 1, like)
+    cols_w = _ramp(ow, overlap, k > 0, k < len(cols) - 1, like)
+    return torch.outer(rows_w, cols_w)
 
 
 def parallel_decode(vae, z: torch.Tensor, tiling: Tiling, group=None) -> torch.Tensor:
