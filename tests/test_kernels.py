@@ -10,7 +10,16 @@ from vidgen_kernels.attention import (
     block_diagonal_mask,
     cu_seqlens,
 )
-from vidgen_kernels.ops import apply_rope, apply_rope_reference, modulate, rms_norm, rms_norm_reference, rope_angles
+from vidgen_kernels.ops import (
+    apply_rope,
+    apply_rope_reference,
+    modulate,
+    modulate_reference,
+    rms_norm,
+    rms_norm_reference,
+    rope_angles,
+    rope_rotation,
+)
 
 LENGTHS = [7, 16, 1, 11]  # packed sequences, including a single token
 
@@ -89,19 +98,22 @@ def test_rms_norm_matches_reference(dtype):
     _bound(rms_norm(x, w, 1e-6), rms_norm_reference(x, w, 1e-6), truth, dtype)
 
 
-def test_modulate_is_adaln():
-    x, shift, scale = torch.randn(2, 4, 8), torch.randn(2, 1, 8), torch.randn(2, 1, 8)
-    torch.testing.assert_close(modulate(x, shift, scale), x + x * scale + shift)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_modulate_matches_reference(dtype):
+    x, shift, scale = torch.randn(2, 4, 8).to(dtype), torch.randn(2, 1, 8).to(dtype), torch.randn(2, 1, 8).to(dtype)
+    truth = modulate_reference(x.double(), shift.double(), scale.double())
+    _bound(modulate(x, shift, scale), modulate_reference(x, shift, scale), truth, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_rope_matches_complex_reference(dtype):
-    angles = rope_angles(24, (2, 3, 4))
+    rotation = rope_rotation(rope_angles(24, (2, 3, 4)))
     x = torch.randn(2, 24, 3, 24).to(dtype)  # (B, S, H, D)
-    cos, sin = angles.cos(), angles.sin()
-    truth = apply_rope_reference(x.double(), cos, sin)
-    ref = apply_rope_reference(x, cos, sin)  # fp64 internally, rounded once to dtype
-    _bound(apply_rope(x, cos.float(), sin.float()), ref, truth, dtype)
+    truth = apply_rope_reference(x.double(), rotation)
+    ref = apply_rope_reference(x, rotation)  # fp64 internally, rounded once to dtype
+    _bound(apply_rope(x, rotation), ref, truth, dtype)
+    packed = apply_rope(x[0], rotation)  # (S, H, D) layout
+    torch.testing.assert_close(packed, apply_rope(x, rotation)[0])
 
 
 def test_rope_angles_split_time_height_width():
@@ -112,3 +124,14 @@ def test_rope_angles_split_time_height_width():
     assert torch.equal(h_part[:1, :, :1].expand_as(h_part), h_part)
     assert torch.equal(w_part[:1, :1, :].expand_as(w_part), w_part)
     assert torch.allclose(w_part[0, 0, 1], 10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (FlashAttention/SDPA GPU paths)")
+@pytest.mark.parametrize("packed", [False, True])
+def test_cuda_auto_backend_error_bounded_by_reference(packed):
+    dtype = torch.bfloat16
+    shape = (sum(LENGTHS), 4, 64) if packed else (2, 37, 4, 64)
+    q, k, v = (x.cuda() for x in _qkv(shape, dtype))
+    cu = cu_seqlens(LENGTHS, device="cuda") if packed else None
+    truth = attention_reference(q.double(), k.double(), v.double(), cu, cu)
+    _bound(attention(q, k, v, cu, cu), attention_reference(q, k, v, cu, cu), truth, dtype)

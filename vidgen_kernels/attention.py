@@ -5,8 +5,9 @@ starting at 0) cut the `T` tokens into `N` independent sequences. Packed sequenc
 samples of different lengths run together without padding.
 
 Backends, chosen per call: FlashAttention 3, then FlashAttention 2 (CUDA, fp16/bf16, when installed), else PyTorch SDPA.
-On SDPA, packed input is run one segment at a time: on CPU that measured faster than one call with a block-diagonal
-mask (the mask makes SDPA fall back to its math kernel and compute every off-diagonal block only to discard it).
+On SDPA, packed input is run one segment at a time: on CPU (2 threads) that measured faster than one call with a
+block-diagonal mask (backend "sdpa_mask"), which computes every off-diagonal block only to discard it: 48 vs 60 ms for
+segments of 80/80/48/160 tokens x 6 heads x 32, and 129 vs 324 ms for 512/256/768 tokens x 12 heads x 64.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vidgen.dit.config import DiTConfig
 from vidgen_kernels.attention import attention, cu_seqlens
-from vidgen_kernels.ops import apply_rope, modulate, rms_norm, rope_angles
+from vidgen_kernels.ops import apply_rope, modulate, rms_norm, rope_angles, rope_rotation
 
 MAX_PERIOD = 10000.0  # of the sinusoidal timestep features
 
@@ -74,9 +74,9 @@ class TokenLayout:
         """x `(B, S, D)`, shift/scale `(B, G, D)` -> `(B, S, D)`."""
         return modulate(self._view(x), self._expand(shift), self._expand(scale)).reshape(x.shape)
 
-    def gate(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        """x `(B, S, D)` · gate `(B, G, D)` per group -> `(B, S, D)`."""
-        return (self._view(x) * self._expand(gate)).reshape(x.shape)
+    def gated_add(self, residual: torch.Tensor, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """residual + x · gate, x and residual `(B, S, D)`, gate `(B, G, D)` per group -> `(B, S, D)`."""
+        return torch.addcmul(self._view(residual), self._view(x), self._expand(gate)).reshape(x.shape)
 
 
 class RMSNorm(nn.Module):
@@ -118,12 +118,12 @@ class SelfAttention(nn.Module):
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], layout: TokenLayout) -> torch.Tensor:
-        """x `(B, S, D)`, rope cos/sin `(S, Dh/2)` -> `(B, S, D)`."""
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        """x `(B, S, D)`, rope `(S, Dh/2)` complex -> `(B, S, D)`."""
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         q, k = self.norm_q(q), self.norm_k(k)  # over the full width D, before the head split (as Wan)
         q, k, v = (rearrange(z, "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
         if layout.self_attention is not None:
             out = layout.self_attention(q, k, v)
         else:
@@ -169,18 +169,18 @@ class DiTBlock(nn.Module):
         x: torch.Tensor,
         time_mod: torch.Tensor,
         context: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
+        rope: torch.Tensor,
         layout: TokenLayout,
     ) -> torch.Tensor:
-        """x `(B, S, D)`, time_mod `(B, G, 6, D)` fp32, context `(B, L, D)`, rope cos/sin `(S, Dh/2)` -> `(B, S, D)`."""
+        """x `(B, S, D)`, time_mod `(B, G, 6, D)` fp32, context `(B, L, D)`, rope `(S, Dh/2)` complex -> `(B, S, D)`."""
         mod = (self.modulation.float() + time_mod).to(x.dtype)  # (B, G, 6, D)
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = mod.unbind(2)  # each (B, G, D)
         width = x.shape[-1:]
         h = layout.modulate(F.layer_norm(x, width, eps=self.eps), shift_a, scale_a)
-        x = x + layout.gate(self.self_attn(h, rope, layout), gate_a)
+        x = layout.gated_add(x, self.self_attn(h, rope, layout), gate_a)
         x = x + self.cross_attn(self.cross_norm(x), context, layout)
         h = layout.modulate(F.layer_norm(x, width, eps=self.eps), shift_f, scale_f)
-        return x + layout.gate(self.ffn(h), gate_f)
+        return layout.gated_add(x, self.ffn(h), gate_f)
 
 
 class Head(nn.Module):
@@ -240,10 +240,9 @@ class DiT(nn.Module):
         e = e.float().unflatten(0, t.shape)
         return e, mod.float().unflatten(0, t.shape).unflatten(-1, (6, -1))
 
-    def rope(self, grid: tuple[int, int, int], device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin `(f·h·w, Dh/2)` fp32 of the 3D RoPE over a token grid."""
-        angles = rope_angles(self.config.head_dim, grid, self.config.rope_theta, device=device)
-        return angles.cos().float(), angles.sin().float()
+    def rope(self, grid: tuple[int, int, int], device) -> torch.Tensor:
+        """Complex rotations `(f·h·w, Dh/2)` of the 3D RoPE over a token grid."""
+        return rope_rotation(rope_angles(self.config.head_dim, grid, self.config.rope_theta, device=device))
 
     def run_blocks(self, x, time_mod, context, rope, layout: TokenLayout) -> torch.Tensor:
         """The block loop, x `(B, S, D)` -> `(B, S, D)`; the place to add sequence sharding or step caching."""
@@ -284,7 +283,9 @@ class DiT(nn.Module):
         `(C_out, F_i, h_i, w_i)`.
         """
         if not (len(xs) == len(ts) == len(contexts)) or not xs:
-            raise ValueError(f"forward_packed needs equally long non-empty lists, got {len(xs)}, {len(ts)}, {len(contexts)}")
+            raise ValueError(
+                f"forward_packed needs equally long non-empty lists, got {len(xs)}, {len(ts)}, {len(contexts)} items"
+            )
         grids, tokens, groups, tvals, ropes, texts = [], [], [], [], [], []
         for i, (x, t, ctx) in enumerate(zip(xs, ts, contexts)):
             t = torch.as_tensor(t, dtype=torch.float32, device=x.device)
@@ -309,7 +310,7 @@ class DiT(nn.Module):
             cu_seqlens([c.shape[0] for c in texts], device=xs[0].device),
         )
         context = self.text_embedding(torch.cat(texts)[None])  # (1, ΣL_i, D)
-        rope = (torch.cat([r[0] for r in ropes]), torch.cat([r[1] for r in ropes]))
+        rope = torch.cat(ropes)  # (ΣS_i, Dh/2)
         out = self.head(self.run_blocks(torch.cat(tokens, dim=1), time_mod, context, rope, layout), e, layout)
         return [self.unpatchify(o, g)[0] for o, g in zip(out.split(seq_lens, dim=1), grids)]
 
@@ -359,8 +360,8 @@ class DiT(nn.Module):
 
 
 def _timestep_groups(t: torch.Tensor) -> torch.Tensor:
-    """t `(B,)` or `(B, F)` -> `(B, G)`. Per-frame timesteps that are all equal become one group per sample, so that
-    case computes exactly what the scalar case does."""
+    """t `(B,)` or `(B, F)` -> `(B, G)`. When every sample's per-frame timesteps are equal they become one group per
+    sample, so that case computes exactly what the scalar case does."""
     if t.ndim == 2 and bool((t == t[:, :1]).all()):
         return t[:, :1]
     return t if t.ndim == 2 else t[:, None]

@@ -58,9 +58,9 @@ class Shard:
 
     def take(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
         """This rank's `size` entries of x along `dim` (length `total`), zero-padded past the end."""
-        x = x.movedim(dim, 0)
-        x = F.pad(x.movedim(0, -1), (0, self.padded - self.total)).movedim(-1, 0)  # (padded, ...)
-        return x[self.start : self.stop].movedim(0, dim)
+        x = x.movedim(dim, 0)  # (total, ...)
+        pad = x.new_zeros(self.padded - self.total, *x.shape[1:])  # new_zeros: any dtype, complex RoPE included
+        return torch.cat([x, pad])[self.start : self.stop].movedim(0, dim)
 
     def local_groups(self, group_sizes: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]]:
         """Which modulation groups this shard touches -> (first, last+1, their sizes within the shard); padding joins
@@ -126,8 +126,7 @@ def sequence_parallel_forward(
     g0, g1, sizes = shard.local_groups((tokens.shape[1] // t.shape[1],) * t.shape[1])
     kernel = ulysses_attention if method == "ulysses" else gathered_kv_attention
     layout = TokenLayout(sizes, self_attention=functools.partial(kernel, shard=shard, group=parallel.sp_group))
-    cos, sin = dit.rope(grid, x.device)  # (S, Dh/2) each
-    rope = (shard.take(cos, 0), shard.take(sin, 0))  # (n, Dh/2)
+    rope = shard.take(dit.rope(grid, x.device), 0)  # (S, Dh/2) -> this shard's (n, Dh/2)
     context = dit.text_embedding(context)  # (B, L, D)
     local = dit.run_blocks(shard.take(tokens), time_mod[:, g0:g1], context, rope, layout)  # (B, n, D)
     out = dit.head(local, e[:, g0:g1], layout)  # (B, n, patch·C_out)
