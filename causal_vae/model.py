@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from causal_vae.cache import TemporalCache, assign_slots
@@ -43,7 +42,7 @@ class Encoder(nn.Module):
         for block in self.down_blocks:
             x = block(x, states)
         x = self.mid_block(x, states)
-        return self.conv_out(F.silu(self.norm_out(x)), states)
+        return self.conv_out(self.norm_out(x, silu=True), states)
 
 
 class UpBlock(nn.Module):
@@ -88,7 +87,7 @@ class Decoder(nn.Module):
         x = self.mid_block(x, states)
         for block in self.up_blocks:
             x = block(x, states)
-        return self.conv_out(F.silu(self.norm_out(x)), states)
+        return self.conv_out(self.norm_out(x, silu=True), states)
 
 
 class CausalVAE(nn.Module):

@@ -153,3 +153,14 @@ def test_tiling_composes_with_streaming(vae):
     x = vae.decode(z, tiling=tiling)
     streamed = torch.cat(list(vae.stream_decode(_split(z, [1, 2]), tiling=tiling)), dim=2)
     torch.testing.assert_close(streamed, x, atol=1e-5, rtol=0)
+
+
+def test_fast_cpu_conv_matches_stock_conv():
+    from causal_vae.layers import CausalConv3d, conv3d
+
+    conv = CausalConv3d(16, 24, 3)
+    x = torch.randn(1, 16, 5, 32, 32)
+    with torch.no_grad():
+        stock = conv3d(conv, x, fast=False)
+        fast = conv3d(conv, x, fast=True)
+    torch.testing.assert_close(fast, stock, atol=1e-5, rtol=1e-5)
