@@ -109,6 +109,20 @@ def test_image_conditioning_holds_first_latent_frame_clean(pipe):
     assert pipe("a red circle", image=image, seed=0, progress=False, output_type="latent").frames.shape[-2:] == (6, 4)
 
 
+def test_video_continuation_holds_its_latent_frames_clean(pipe):
+    video = np.random.default_rng(1).random((5, 32, 32, 3)).astype(np.float32)
+    out = pipe("a red circle", video=video, num_frames=9, seed=0, progress=False, output_type="latent").frames
+    assert out.shape[2] == 3
+    given = pipe.vae.encode(torch.from_numpy(video).permute(3, 0, 1, 2)[None] * 2 - 1)
+    assert torch.equal(out[:, :, :2], given)
+    with pytest.raises(ValueError, match="fewer than num_frames=5"):
+        pipe("a red circle", video=video, num_frames=5, progress=False)
+    with pytest.raises(ValueError, match="1 \\+ 4·k"):
+        pipe("a red circle", video=video[:3], num_frames=9, progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        pipe("a red circle", video=video, image=video[0], num_frames=9, progress=False)
+
+
 def test_progress_bars_off_when_asked(pipe, capsys):
     pipe("a red circle", seed=0, progress=False)
     assert capsys.readouterr().err == ""
@@ -137,6 +151,8 @@ class _Explodes:
     (dict(sampler="heun"), "unknown sampler"),
     (dict(output_type="mp4"), "output_type"),
     (dict(shift=0.0), "shift must be > 0"),
+    (dict(image=np.zeros((4, 4))), r"image array must be \(H, W, 3\)"),
+    (dict(negative_prompt=["a", "b"]), "2 negative prompts for 1 prompts"),
 ])
 def test_bad_input_fails_before_heavy_work(pipe, kwargs, message):
     saved = pipe.text_encoder
@@ -192,3 +208,18 @@ def test_sigma_schedule_is_the_flow_one(pipe):
     pipe("a red circle", seed=0, num_inference_steps=3, shift=2.0, progress=False, output_type="latent",
          callback=lambda info: seen.append(info.sigma))
     assert seen == pytest.approx(flow.sigma_schedule(3, 2.0)[:-1].tolist())
+
+
+def test_bf16_components_run_and_stay_close_to_fp32():
+    pipe = tiny_vidgen_pipeline()
+    x = _noise(pipe)
+    kw = dict(latents=x, progress=False, output_type="latent", num_inference_steps=2)
+    ref = pipe("a red circle", **kw).frames
+    pipe.to(dtype=torch.bfloat16)
+    assert next(pipe.dit.parameters()).dtype == pipe.text_encoder.dtype == torch.bfloat16
+    assert next(pipe.vae.parameters()).dtype == torch.float32  # the VAE keeps its own precision
+    out = pipe("a red circle", **kw).frames
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max()
+    frames = pipe("a red circle", num_frames=1, seed=0, progress=False).frames
+    assert frames.dtype == np.float32 and np.isfinite(frames).all()

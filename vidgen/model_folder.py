@@ -49,7 +49,8 @@ def _check_diffusers_index(folder: Path) -> None:
         raise ValueError(f"{str(folder)!r} holds a {name} (model_index.json); only Wan 2.1 text-to-video "
                          "folders (WanPipeline) are supported")
     if (index.get("transformer_2") or [None])[0] is not None or index.get("boundary_ratio") is not None:
-        raise ValueError(f"{str(folder)!r} is a two-expert Wan 2.2 pipeline; only Wan 2.1 (one transformer) is supported")
+        raise ValueError(f"{str(folder)!r} is a two-expert Wan 2.2 pipeline; only Wan 2.1 (one transformer) "
+                         "is supported")
 
 
 def read_diffusers_pipeline(folder: Path) -> dict:

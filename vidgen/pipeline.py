@@ -50,6 +50,20 @@ class PipelineOutput:
     seed: int | None = None
 
 
+def read_model_folder(folder: str | Path | None) -> tuple[Path, PipelineConfig]:
+    """Check a model folder (None: the embedded default) and read its generation defaults, without loading weights."""
+    if folder is None:
+        folder = DEFAULT_MODEL_DIR
+        if not (folder / OUR_CONFIG).is_file():
+            raise FileNotFoundError(
+                f"the embedded default model is not installed (looked for {folder / OUR_CONFIG}); pass a model "
+                "folder instead, e.g. VideoPipeline.from_pretrained('Wan2.1-T2V-1.3B-Diffusers') or --model DIR")
+    folder, kind = find_model_folder(folder)
+    if kind == "vidgen":
+        return folder, from_dict(PipelineConfig, folder / OUR_CONFIG)
+    return folder, PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])
+
+
 class VideoPipeline:
     def __init__(self, dit: torch.nn.Module, vae: torch.nn.Module, text_encoder: TextEncoder,
                  config: PipelineConfig = PipelineConfig()):
@@ -75,19 +89,9 @@ class VideoPipeline:
         from causal_vae import CausalVAE
         from vidgen.dit.model import DiT
 
-        if folder is None:
-            folder = DEFAULT_MODEL_DIR
-            if not (folder / OUR_CONFIG).is_file():
-                raise FileNotFoundError(
-                    f"the embedded default model is not installed (looked for {folder / OUR_CONFIG}); pass a model "
-                    "folder instead, e.g. VideoPipeline.from_pretrained('Wan2.1-T2V-1.3B-Diffusers')")
-        folder, kind = find_model_folder(folder)
+        folder, config = read_model_folder(folder)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        if kind == "vidgen":
-            config = from_dict(PipelineConfig, folder / OUR_CONFIG)
-        else:
-            config = PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])
         dit = DiT.from_pretrained(folder / "transformer", dtype=dtype, device=device)
         vae = CausalVAE.from_pretrained(folder / "vae", dtype=vae_dtype, device=device)
         text = TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", dtype=dtype, device=device,
@@ -148,6 +152,17 @@ class VideoPipeline:
         pixels = image_to_tensor(image, height, width)  # (1, 3, 1, H, W) in [-1, 1]
         return self.vae.encode(pixels.to(self.vae.device, _dtype(self.vae))).float()
 
+    def clean_prefix(self, pixels: torch.Tensor, latents: torch.Tensor) -> CleanFrames:
+        """Given frames (1, 3, 1+4k, H, W) in [-1, 1] → their 1+k latent frames, held clean at the start of every
+        sample of `latents` (B, C, F, h, w). Frame-to-video is k = 0; continuation is the same with more frames."""
+        z = self.vae.encode(pixels.to(self.vae.device, _dtype(self.vae))).float().to(latents.device)
+        if z.shape[2] > latents.shape[2]:
+            raise ValueError(f"{pixels.shape[2]} given frames make {z.shape[2]} latent frames, more than the "
+                             f"{latents.shape[2]} to generate")
+        held = torch.zeros_like(latents)
+        held[:, :, : z.shape[2]] = z
+        return CleanFrames.prefix(held, z.shape[2])
+
     def decode_latents(self, latents: torch.Tensor, progress: bool = True) -> Iterator[torch.Tensor]:
         """Latents (B, C, F, h, w) → float32 frame chunks (B, t, H, W, 3) in [0, 1], streamed one latent frame at
         a time (1 frame for latent 0, then 4 each), so memory does not grow with the clip length."""
@@ -172,19 +187,26 @@ class VideoPipeline:
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  shift: float | None = None, sampler: str = "euler", seed: int | None = None,
-                 latents: torch.Tensor | None = None, image=None, output_type: str = "np", progress: bool = True,
+                 latents: torch.Tensor | None = None, image=None, video=None, output_type: str = "np",
+                 progress: bool = True,
                  prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
                  num_videos_per_prompt: int = 1, callback: Callable[[StepInfo], None] | None = None,
                  ) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
-        through sampling. callback(StepInfo) runs after every step.
+        through sampling. video: 1+4k first frames (continuation), held clean the same way; the output starts with
+        them (re-decoded). callback(StepInfo) runs after every step.
         """
+        if image is not None and video is not None:
+            raise ValueError("pass either image= (frame-to-video) or video= (continuation), not both")
+        if video is not None:
+            video = video_to_frames(video)  # a list of frames, each in a form image= takes
         c = self.config
         num_frames = c.num_frames if num_frames is None else num_frames
-        if image is not None and (height is None or width is None):
-            height, width = _image_size(image, height, width)  # frame-to-video: the image's size by default
+        given = image if video is None else video[0]
+        if given is not None and (height is None or width is None):
+            height, width = size_for_image(given, height, width)  # conditioning frames set the default size
         height = c.height if height is None else height
         width = c.width if width is None else width
         steps = c.num_inference_steps if num_inference_steps is None else num_inference_steps
@@ -211,6 +233,17 @@ class VideoPipeline:
         if latents is not None and tuple(latents.shape) != shape:
             raise ValueError(f"latents have shape {tuple(latents.shape)}; expected {shape} for {batch} video(s) of "
                              f"{num_frames} frames at {height}x{width}")
+        if not isinstance(negative_prompt, str) and len(negative_prompt) != num_prompts:
+            raise ValueError(f"got {len(negative_prompt)} negative prompts for {num_prompts} prompts; pass one string "
+                             "or one per prompt")
+        pixels = None  # given frames (1, 3, 1+4k, H, W) in [-1, 1]
+        if image is not None:
+            pixels = image_to_tensor(image, height, width)
+        elif video is not None:
+            if (len(video) - 1) % t_comp or len(video) >= num_frames:
+                raise ValueError(f"video= has {len(video)} frames; expected 1 + {t_comp}·k frames, fewer than "
+                                 f"num_frames={num_frames}")
+            pixels = torch.cat([image_to_tensor(f, height, width) for f in video], dim=2)
 
         # Text context, computed once for the whole call.
         if prompt_embeds is None:
@@ -240,12 +273,7 @@ class VideoPipeline:
         else:
             seed = None
         latents = latents.to(self.device, torch.float32)
-        clean = None
-        if image is not None:
-            first = self.encode_image(image, height, width).to(self.device)  # (1, C, 1, h, w)
-            held = torch.zeros_like(latents)
-            held[:, :, :1] = first
-            clean = CleanFrames.prefix(held, 1)
+        clean = None if pixels is None else self.clean_prefix(pixels, latents)
 
         bar = tqdm(total=steps, desc="denoise", unit="step", disable=not progress)
 
@@ -297,7 +325,21 @@ def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _image_size(image, height: int | None, width: int | None) -> tuple[int, int]:
+def video_to_frames(video) -> list:
+    """Frames with a leading time axis (np (T, H, W, 3), tensor (T, 3, H, W), or a list of images) → a list."""
+    if isinstance(video, (list, tuple)):
+        frames = list(video)
+    elif hasattr(video, "ndim") and video.ndim == 4:
+        frames = list(video)
+    else:
+        raise ValueError("video must be frames with a leading time axis: np (T, H, W, 3), tensor (T, 3, H, W) or a "
+                         f"list of images; got {type(video).__name__} {tuple(getattr(video, 'shape', ()))}")
+    if not frames:
+        raise ValueError("video= has no frames")
+    return frames
+
+
+def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
     """Fill in a missing height/width from the image, keeping its aspect ratio, rounded down to multiples of 16."""
     h, w = image_to_tensor(image).shape[-2:]
     if height is None and width is None:

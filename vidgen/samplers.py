@@ -170,8 +170,8 @@ def cfg(model_cond: ModelFn, model_uncond: ModelFn, scale: float, *,
         model_both: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> ModelFn:
     """Classifier-free guidance: v = v_uncond + scale·(v_cond − v_uncond).
 
-    scale ≤ 1 returns `model_cond` (the unconditional branch is never run). `model_both(x, sigma) -> (v_cond, v_uncond)`,
-    when given, evaluates both branches in one batched forward instead of two calls.
+    scale ≤ 1 returns `model_cond` (the unconditional branch is never run). `model_both(x, sigma)`, when given,
+    returns (v_cond, v_uncond) from one batched forward instead of two calls.
     """
     if scale < 0:
         raise ValueError(f"guidance scale must be >= 0, got {scale}")
