@@ -93,8 +93,8 @@ def write_dataset(
 
     Videos are H.264. `lossless` (default): RGB at CRF 0, decoded back exactly (PyAV, decord); training data should
     not carry codec error. Otherwise yuv420p at CRF 12, which plays everywhere but, at 64×64, subsampled chroma costs
-    ~36 dB PSNR with errors up to ~90/255 at coloured edges. The folder appears complete or not at all; an existing one is an error unless
-    `overwrite`.
+    ~36 dB PSNR with errors up to ~90/255 at coloured edges. The folder appears complete or not at all; an existing
+    one is an error unless `overwrite`.
     """
     folder = Path(folder)
     if folder.exists() and not overwrite:
@@ -110,7 +110,8 @@ def write_dataset(
                 name = f"{i:06d}"
                 write_mp4(clip, tmp / f"{name}.mp4", fps=fps, lossless=lossless)
                 (tmp / f"{name}.txt").write_text(spec.text + "\n")
-                record = {"path": f"{name}.mp4", "caption": spec.text, "fps": fps, "frames": len(clip), "spec": asdict(spec)}
+                record = {"path": f"{name}.mp4", "caption": spec.text, "fps": fps, "frames": len(clip),
+                          "spec": asdict(spec)}
                 manifest.write(json.dumps(record) + "\n")
         if folder.exists():  # overwrite: move the old one aside first so a failure never leaves a half folder
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))

@@ -98,7 +98,7 @@ class ClipSpec:
         if not 0.0 <= self.speed < 1.0:
             raise ValueError(f"speed must be a fraction of the frame width per frame in [0, 1), got {self.speed}")
         if not (0.0 <= self.x <= 1.0 and 0.0 <= self.y <= 1.0):
-            raise ValueError(f"start position must lie in the frame, as fractions in [0, 1]; got x={self.x}, y={self.y}")
+            raise ValueError(f"start position must lie in the frame, as fractions in [0, 1]; got {self.x=}, {self.y=}")
 
     @property
     def caption(self) -> Caption:
@@ -178,18 +178,21 @@ def render_clip(spec: ClipSpec, frames: int = DEFAULT_FRAMES, size: int | tuple[
         raise ValueError(f"object of side {spec.size * width:.1f} px does not fit a frame {height} px high")
     bg = np.asarray(BACKGROUNDS[spec.background], dtype=np.float64)
     fg = np.asarray(COLOURS[spec.colour], dtype=np.float64)
-    # Sub-pixel sample grid (pixel centres at +0.5), shape (H*S, W*S).
     s = _SUPERSAMPLE
-    ys = (np.arange(height * s) + 0.5) / s
-    xs = (np.arange(width * s) + 0.5) / s
     half = spec.size * width / 2
     out = np.empty((frames, height, width, 3), dtype=np.uint8)
     for i, (cx, cy) in enumerate(trajectory(spec, frames, height, width)):
-        # Local coordinates in units of the half side: u right, v down, both in [-1, 1] inside the box.
+        # Only the pixels of the bounding box (plus a margin) can be covered; sample them S×S times each.
+        x0, x1 = max(0, int(np.floor(cx - half)) - 1), min(width, int(np.ceil(cx + half)) + 1)
+        y0, y1 = max(0, int(np.floor(cy - half)) - 1), min(height, int(np.ceil(cy + half)) + 1)
+        xs = x0 + (np.arange((x1 - x0) * s) + 0.5) / s  # sub-pixel sample centres
+        ys = y0 + (np.arange((y1 - y0) * s) + 0.5) / s
+        # Box coordinates in units of the half side: u right, v down, both in [-1, 1] inside the box.
         u = (xs[None, :] - cx) / half
         v = (ys[:, None] - cy) / half
-        inside = _shape_mask(spec.shape, u, v)
-        cover = inside.reshape(height, s, width, s).mean(axis=(1, 3))  # (H, W) coverage in [0, 1]
+        inside = _shape_mask(spec.shape, u, v)  # ((y1-y0)*S, (x1-x0)*S)
+        cover = np.zeros((height, width))
+        cover[y0:y1, x0:x1] = inside.reshape(y1 - y0, s, x1 - x0, s).mean(axis=(1, 3))  # coverage in [0, 1]
         frame = bg + cover[..., None] * (fg - bg)
         out[i] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
     return out

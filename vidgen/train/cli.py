@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -20,9 +21,15 @@ def run(args: argparse.Namespace) -> int:
     from vidgen.train.config import TrainConfig
     from vidgen.train.trainer import train
 
+    from vidgen.train.checkpoint import CheckpointError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = TrainConfig.load(args.config)
-    result = train(config, resume=args.resume, progress=not args.no_progress)
+    try:
+        config = TrainConfig.load(args.config)
+        result = train(config, resume=args.resume, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as e:  # the user's input: no traceback
+        print(f"vidgen train: error: {e}", file=sys.stderr)
+        return 2
     print(f"trained to step {result.step}; weights in {result.output_dir / 'final'}")
     return 0
 

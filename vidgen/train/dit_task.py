@@ -111,11 +111,11 @@ class DiTTask:
         return flow_matching_loss(lambda x, t: model(x, t, context), x0, sig.to(device), noise.to(device),
                                   prefix=prefix.to(device))
 
-    def export(self, folder: Path, modules: dict) -> None:
-        """The trained networks in their loadable formats: `dit/` and (when trained) `text_encoder/`."""
+    def export(self, folder: Path, modules: dict, batches=None) -> None:
+        """The trained networks in their loadable formats: `dit/` and, when trained, `text_encoder/` + `tokenizer/`."""
         modules["model"].save_pretrained(folder / "dit", overwrite=True)
         if "text_encoder" in modules:
-            modules["text_encoder"].save_pretrained(folder / "text_encoder")
+            modules["text_encoder"].save_pretrained(folder)
 
     @torch.no_grad()
     def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:
@@ -143,7 +143,7 @@ class DiTTask:
             video = self.vae.decode(z.float())  # (1, 3, T, H, W) in [-1, 1]
             frames = ((video[0].permute(1, 2, 3, 0).float().cpu() + 1) / 2).clamp(0, 1).numpy()
             path = folder / f"step{step:08d}-{i}{'.png' if bucket.frames == 1 else '.mp4'}"
-            save_video(frames, str(path), fps=int(self.config.data.fps or 16))
+            save_video(frames, path, fps=self.config.data.fps or 16, overwrite=True)
             out.append(path)
         model.train(was_training)
         return out

@@ -22,10 +22,15 @@ class TextConditioner(nn.Module):
 
     @classmethod
     def from_folder(cls, folder: str | Path, text_len: int) -> "TextConditioner":
-        """A transformers folder holding an encoder (e.g. UMT5EncoderModel) and its tokenizer."""
-        if not Path(folder).is_dir():
+        """An encoder (e.g. UMT5EncoderModel) and its tokenizer: one transformers folder holding both, or a folder
+        with `text_encoder/` and `tokenizer/` subfolders (Wan's layout)."""
+        folder = Path(folder)
+        if not folder.is_dir():
             raise FileNotFoundError(f"text encoder folder not found: {folder}")
-        te = TextEncoder.from_pretrained(folder, max_tokens=text_len)
+        model_dir, tok_dir = folder, folder
+        if (folder / "text_encoder").is_dir() and (folder / "tokenizer").is_dir():
+            model_dir, tok_dir = folder / "text_encoder", folder / "tokenizer"
+        te = TextEncoder.from_pretrained(model_dir, tok_dir, max_tokens=text_len)
         return cls(te.tokenizer, te.model, text_len)
 
     @property
@@ -44,6 +49,6 @@ class TextConditioner(nn.Module):
         return hidden.float() * mask[:, :, None].float()
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """The standard transformers folder (encoder + tokenizer), loadable by `vidgen.text.TextEncoder`."""
-        self.encoder.save_pretrained(str(folder))
-        self.tokenizer.save_pretrained(str(folder))
+        """Wan's layout: `folder/text_encoder/` and `folder/tokenizer/`, loadable by `vidgen.text.TextEncoder`."""
+        self.encoder.save_pretrained(str(Path(folder) / "text_encoder"))
+        self.tokenizer.save_pretrained(str(Path(folder) / "tokenizer"))

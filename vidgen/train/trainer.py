@@ -88,6 +88,11 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         tensors, state = ckpt.load(start_path)
         _check_resumable(start_path, state, config)
 
+    from accelerate.state import AcceleratorState
+
+    # accelerate keeps one process-wide state; a previous run in this process (a notebook, the tests) may have set
+    # another precision. Clearing it keeps the distributed setup (PartialState) and only forgets those settings.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(config.seed)  # same initial weights on every rank
@@ -121,15 +126,14 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     if state is not None:
         opt_tensors = tensors.get("optimizer", {})
         optimizer.load_state_dict(ckpt.optimizer_from_parts(opt_tensors, state["optimizer_param_groups"]))
-        ckpt.set_rng_state(state["rng"], {})
         step, micro = state["step"], state["micro_batches"]
         log.info("resumed from %s at step %d", start_path, step)
 
     def save(step: int) -> None:
         accelerator.wait_for_everyone()
+        parts = {n: accelerator.get_state_dict(m) for n, m in wrapped.items()}  # collective under FSDP: all ranks
         if not accelerator.is_main_process:
             return
-        parts = {n: accelerator.unwrap_model(m).state_dict() for n, m in wrapped.items()}
         if ema is not None:
             parts["ema"] = ema.state_dict()
         opt_tensors, opt_groups = ckpt.optimizer_to_parts(optimizer.state_dict())
@@ -142,7 +146,9 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
 
     result = TrainResult(step, output_dir=out)
     params = [p for m in wrapped.values() for p in m.parameters() if p.requires_grad]
-    batches = iter(loader(data, micro, config.data.num_workers))
+    batches = iter(loader(data, micro, config.data.num_workers))  # draws a seed from the global RNG: restore after
+    if state is not None:
+        ckpt.set_rng_state(state["rng"], {})
     bar = tqdm(total=config.max_steps, initial=step, disable=not (progress and accelerator.is_main_process),
                desc=f"train {config.task}", dynamic_ncols=True)
     metrics_file = out / "metrics.jsonl"
@@ -182,7 +188,8 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         bar.set_postfix(loss=f"{loss_sum:.4f}")
         if step % config.log_every == 0 or step == config.max_steps:
             dt = time.perf_counter() - t_last
-            row = {"step": step, "loss": loss_sum, "grad_norm": float(grad_norm), "lr": o.lr * factor,
+            mean_loss = accelerator.reduce(torch.tensor([loss_sum], device=accelerator.device), "mean").item()
+            row = {"step": step, "loss": mean_loss, "grad_norm": float(grad_norm), "lr": o.lr * factor,
                    "samples_per_s": samples_since * world / max(dt, 1e-9), "bad_files": len(result.bad_files)}
             if accelerator.is_main_process:
                 line = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
@@ -208,6 +215,6 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         final = {n: accelerator.unwrap_model(m) for n, m in wrapped.items()}
         if ema is not None:  # export the EMA weights, the ones meant for sampling
             ema.copy_to(final["model"])
-        task.export(out / FINAL, final)
+        task.export(out / FINAL, final, batches)
     accelerator.end_training()
     return result

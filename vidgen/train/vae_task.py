@@ -7,6 +7,7 @@ DDP/FSDP wrapper sees it.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -14,6 +15,8 @@ from torch import nn
 
 from vidgen.train.config import TrainConfig
 from vidgen.train.models import load_vae
+
+STATS_BATCHES = 16
 
 
 class Reconstruction(nn.Module):
@@ -68,8 +71,22 @@ class VAETask:
         kl = 0.5 * (mu.float() ** 2 + logvar.float().exp() - 1.0 - logvar.float()).mean()  # per latent element
         return l.l1_weight * l1 + l.kl_weight * kl
 
-    def export(self, folder: Path, modules: dict) -> None:
-        modules["model"].vae.save_pretrained(folder / "vae", overwrite=True)
+    @torch.no_grad()
+    def export(self, folder: Path, modules: dict, batches=None) -> None:
+        """Save the VAE with latent statistics measured on up to STATS_BATCHES training batches, so that its
+        normalised latents have zero mean and unit variance per channel — what the DiT trained on them expects."""
+        vae = modules["model"].vae
+        if batches is not None:
+            mus = []
+            for _, batch in zip(range(STATS_BATCHES), batches):
+                mus.append(vae.posterior(batch["video"].to(vae.device))[0].float().transpose(0, 1).flatten(1))
+            mu = torch.cat(mus, dim=1)  # (z_dim, N)
+            config = dataclasses.replace(vae.config, latents_mean=tuple(mu.mean(1).tolist()),
+                                         latents_std=tuple(mu.std(1).clamp_min(1e-6).tolist()))
+            fresh = type(vae)(config)
+            fresh.load_state_dict(vae.state_dict())  # the statistics live in the config, not the weights
+            vae = fresh
+        vae.save_pretrained(folder / "vae", overwrite=True)
 
     def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:
         return []  # reconstructions are judged by the loss; nothing to sample
