@@ -49,15 +49,34 @@ def decode_stream(vae, parts: Iterable[torch.Tensor], parallel: ParallelContext)
     return parallel_stream_decode(vae, parts, parallel.vae_tiling, parallel.sample_group)
 
 
-def generate_many(pipe, prompts: list[str], out_dir: str | Path, parallel: ParallelContext, seed: int = 0,
-                  suffix: str = ".mp4", overwrite: bool = False, **call_kwargs) -> list[Path]:
-    """Generate one clip per prompt into `out_dir`, this rank's share of them; returns the paths this rank wrote
-    (only the first rank of each sample group writes). Every rank checks every target first, so an existing file
-    stops all ranks alike before any work."""
+def output_paths(prompts: list[str], out_dir: str | Path, suffix: str = ".mp4") -> list[Path]:
+    return [Path(out_dir) / output_name(i, p, suffix) for i, p in enumerate(prompts)]
+
+
+def shared_seed(seed: int | None) -> int:
+    """`seed`, or one drawn on rank 0 and sent to all (ranks sharing a sample must start from the same noise)."""
+    if seed is not None:
+        return seed
+    import random
+
+    seed = random.SystemRandom().randrange(2**62)
+    if dist.is_initialized():
+        box = [seed]
+        dist.broadcast_object_list(box, src=0)
+        seed = box[0]
+    return seed
+
+
+def generate_many(pipe, prompts: list[str], targets: list[Path], parallel: ParallelContext, seed: int = 0,
+                  overwrite: bool = False, fps: float | None = None, progress: bool = True,
+                  **call_kwargs) -> list[Path]:
+    """Generate prompt i into targets[i] with seed `seed + i`, this rank's share of them; returns the paths this rank
+    wrote (only the first rank of each sample group writes). Every rank checks every target first, so an existing
+    file stops all ranks alike before any work."""
     from vidgen.video_io import check_output_path, save_video
 
-    out_dir = Path(out_dir)
-    targets = [out_dir / output_name(i, p, suffix) for i, p in enumerate(prompts)]
+    if len(targets) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(targets)} output paths")
     for path in targets:
         check_output_path(path, overwrite=overwrite)
     if dist.is_initialized():
@@ -65,9 +84,9 @@ def generate_many(pipe, prompts: list[str], out_dir: str | Path, parallel: Paral
     pipe.parallel = parallel
     written = []
     for i, prompt in my_prompts(prompts, parallel):
-        out = pipe(prompt, seed=seed + i, progress=parallel.is_main, **call_kwargs)
+        out = pipe(prompt, seed=seed + i, progress=progress and parallel.is_main, **call_kwargs)
         if parallel.sample_rank == 0:
-            written.append(save_video(out.frames[0], targets[i], fps=pipe.config.fps, overwrite=overwrite))
+            written.append(save_video(out.frames[0], targets[i], fps=fps or pipe.config.fps, overwrite=overwrite))
     if dist.is_initialized():
         dist.barrier()
     return written
