@@ -59,3 +59,10 @@ def test_cli_data_parallel_writes_each_prompt_once_and_never_overwrites(tmp_path
 
     assert main(args) == 2  # one process, the same names: refused before any work
     assert "already exists" in capsys.readouterr().err
+
+
+def test_parallel_context_without_torch_distributed():
+    assert ParallelContext.from_world() == ParallelContext.single()
+    assert ParallelContext.single().sample_size == 1
+    with pytest.raises(RuntimeError, match="torchrun"):
+        ParallelContext.from_world(sp_size=2)
