@@ -17,7 +17,7 @@ _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     if prompt:
-        p.add_argument("prompt", help="what the clip shows")
+        p.add_argument("prompt", nargs="?", help="what the clip shows (or --prompts FILE)")
     p.add_argument("-o", "--output", required=prompt, default=None if prompt else "demo.mp4",
                    help="output file: .mp4, .webm, .gif, or .png/.jpg with --frames 1")
     p.add_argument("--model", default=None, help="model folder (ours or a diffusers Wan 2.1 T2V folder); "
@@ -43,7 +43,11 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidgen", description="Video generation with a causal VAE and a DiT.")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_generate_args(sub.add_parser("generate", help="generate a clip (or an image) from a prompt"))
+    gen = sub.add_parser("generate", help="generate a clip (or an image) from a prompt")
+    add_generate_args(gen)
+    from vidgen.parallel.cli import add_parallel_arguments  # argparse only: cheap
+
+    add_parallel_arguments(gen)  # --prompts, --nproc, --sp, --cfg-parallel, --vae-tile (docs/scaling.md)
     add_generate_args(sub.add_parser("demo", help="generate a clip with the embedded default model"), prompt=False)
     # `vidgen.train.cli` is imported only when training is asked for: generation must not pay for it.
     if argv[:1] == ["train"]:
@@ -77,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
             return int(_train_cli().run(args) or 0)
         if args.command == "demo":
             args.prompt = DEMO_PROMPT
+        elif args.command == "generate":
+            from vidgen.parallel.cli import generate as generate_parallel, wants_parallel
+
+            if wants_parallel(args):
+                return generate_parallel(args, argv)
+            if args.prompt is None:
+                raise ValueError("give a PROMPT (or --prompts FILE)")
         return generate(args)
     except _USER_ERRORS as e:
         print(f"vidgen {args.command}: error: {e}", file=sys.stderr)

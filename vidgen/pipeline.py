@@ -73,6 +73,8 @@ class VideoPipeline:
         self.config = config
         # Both guidance branches in one forward: faster, at twice the activation memory of one branch.
         self.batch_guidance = True
+        # A vidgen.parallel.ParallelContext: sequence/guidance parallelism and tile-parallel decode over its ranks.
+        self.parallel = None
 
     # --- loading and saving -----------------------------------------------------------------------------------------
 
@@ -168,7 +170,13 @@ class VideoPipeline:
         parts = (latents[:, :, i:i + 1].to(self.vae.device, vae_dtype) for i in range(latents.shape[2]))
         bar = tqdm(total=latents.shape[2], desc="decode", unit="frame", disable=not progress)
         with bar:
-            for pixels in self.vae.stream_decode(parts):  # (B, 3, t, H, W) in [-1, 1]
+            if self.parallel is None:
+                stream = self.vae.stream_decode(parts)
+            else:
+                from vidgen.parallel.generate import decode_stream
+
+                stream = decode_stream(self.vae, parts, self.parallel)
+            for pixels in stream:  # (B, 3, t, H, W) in [-1, 1]
                 bar.update(1)
                 yield ((pixels.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1)
 
@@ -250,8 +258,13 @@ class VideoPipeline:
             if uncond_context.shape != context.shape:
                 raise ValueError(f"negative prompt context {tuple(uncond_context.shape)} does not match the prompt "
                                  f"context {tuple(context.shape)}")
-            both = self._velocity_both(context, uncond_context) if self.batch_guidance else None
-            model = cfg(model, self._velocity(uncond_context), guidance, model_both=both)
+            if self.parallel is not None and self.parallel.cfg_size > 1:
+                from vidgen.parallel.guidance import cfg_parallel
+
+                model = cfg_parallel(model, self._velocity(uncond_context), guidance, self.parallel)
+            else:
+                both = self._velocity_both(context, uncond_context) if self.batch_guidance else None
+                model = cfg(model, self._velocity(uncond_context), guidance, model_both=both)
 
         # Noise (from a CPU generator, so a seed gives the same clip on every device) and clean context frames.
         if latents is None:
@@ -288,8 +301,10 @@ class VideoPipeline:
         """The DiT as a sampler model: (x (B, C, F, h, w), σ (B,) or (B, F)) → v, float32."""
         dtype = _dtype(self.dit)
 
+        kwargs = {} if self.parallel is None else {"parallel": self.parallel}
+
         def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return self.dit(x.to(dtype), to_timestep(sigma), context).float()
+            return self.dit(x.to(dtype), to_timestep(sigma), context, **kwargs).float()
 
         return model
 
@@ -297,9 +312,10 @@ class VideoPipeline:
         """Both guidance branches in one batched forward: → (v_cond, v_uncond)."""
         dtype = _dtype(self.dit)
         both = torch.cat([cond, uncond])  # (2B, L, D)
+        kwargs = {} if self.parallel is None else {"parallel": self.parallel}
 
         def model(x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            v = self.dit(torch.cat([x, x]).to(dtype), to_timestep(torch.cat([sigma, sigma])), both).float()
+            v = self.dit(torch.cat([x, x]).to(dtype), to_timestep(torch.cat([sigma, sigma])), both, **kwargs).float()
             return v.chunk(2)
 
         return model

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -45,11 +46,14 @@ class TokenLayout:
     group_sizes: consecutive runs of tokens that share one timestep modulation (one run per sample for a scalar t,
         one per latent frame for per-frame t); sum is S.
     cu_seqlens / cu_seqlens_context: packed batches only (B = 1): where each sample's tokens / text tokens start.
+    self_attention: replaces the self-attention kernel when the tokens are one shard of a longer sequence
+        (`vidgen.parallel.sequence`): `(q, k, v)` local `(B, S, H, Dh)` -> `(B, S, H, Dh)`.
     """
 
     group_sizes: tuple[int, ...]
     cu_seqlens: torch.Tensor | None = None
     cu_seqlens_context: torch.Tensor | None = None
+    self_attention: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     @property
     def _uniform(self) -> bool:
@@ -120,7 +124,10 @@ class SelfAttention(nn.Module):
         q, k = self.norm_q(q), self.norm_k(k)  # over the full width D, before the head split (as Wan)
         q, k, v = (rearrange(z, "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
         q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = _attend(q, k, v, layout.cu_seqlens, layout.cu_seqlens)
+        if layout.self_attention is not None:
+            out = layout.self_attention(q, k, v)
+        else:
+            out = _attend(q, k, v, layout.cu_seqlens, layout.cu_seqlens)
         return self.out(rearrange(out, "b s h d -> b s (h d)"))
 
 
@@ -248,8 +255,15 @@ class DiT(nn.Module):
 
     # ---- forward ---------------------------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """x `(B, C_in, F, h, w)`, t `(B,)` or `(B, F)`, context `(B, L, text_dim)` -> `(B, C_out, F, h, w)`."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, parallel=None) -> torch.Tensor:
+        """x `(B, C_in, F, h, w)`, t `(B,)` or `(B, F)`, context `(B, L, text_dim)` -> `(B, C_out, F, h, w)`.
+
+        `parallel`: a `vidgen.parallel.ParallelContext`; with a sequence-parallel group the tokens are sharded over it
+        (every rank passes the same inputs and gets the same full output)."""
+        if parallel is not None and parallel.sp_size > 1:
+            from vidgen.parallel.sequence import sequence_parallel_forward
+
+            return sequence_parallel_forward(self, x, t, context, parallel)
         t = self._check_inputs(x, t, context)
         grid = self._grid(x)
         tokens = self.embed_patches(x)  # (B, S, D)
