@@ -124,9 +124,10 @@ def hold_context(noise: torch.Tensor, context: torch.Tensor, context_noise: floa
     F_c frames (otherwise unused, so the result stays a function of the seed)."""
     b, c, f, h, w = noise.shape
     fc = context.shape[2]
-    if context.shape[0] not in (1, b) or context.shape[1] != c or tuple(context.shape[3:]) != (h, w) or fc >= f:
+    # F_c = F is allowed: an image from an image (num_frames=1 with image=) generates nothing new.
+    if context.shape[0] not in (1, b) or context.shape[1] != c or tuple(context.shape[3:]) != (h, w) or fc > f:
         raise ValueError(f"context latents {tuple(context.shape)} do not fit a clip of latents {tuple(noise.shape)}: "
-                         f"expected (1 or {b}, {c}, F_c < {f}, {h}, {w})")
+                         f"expected (1 or {b}, {c}, F_c <= {f}, {h}, {w})")
     held = noise.clone()
     z = context.to(noise.device, noise.dtype).expand(b, -1, -1, -1, -1)
     held[:, :, :fc] = (1 - context_noise) * z + context_noise * noise[:, :, :fc]
