@@ -132,7 +132,8 @@ def main():
             *rows,
             "",
             "Where the time goes back: fused q|k|v and k|v projections (one matmul each), RoPE as one complex multiply "
-            "instead of real cos/sin arithmetic with a stack (~8× on that op), adaLN modulation and gated residuals as "
+            "instead of real cos/sin arithmetic with a stack (~8× on that op), adaLN modulation and gated residuals "
+            "as "
             "single `addcmul` passes, RMS norm with one fused reduction, no fp32 round trips of the residual stream, "
             "and the patch embedding as a matmul instead of a Conv3d.",
         ]

@@ -142,3 +142,17 @@ def test_published_sizes():
 def test_config_rejects_bad_heads():
     with pytest.raises(ValueError, match="not divisible"):
         DiTConfig(dim=50, ffn_dim=8, num_heads=4, num_layers=1)
+
+
+def test_without_qk_norm_and_cross_norm(tmp_path):
+    config = dataclasses.replace(TINY, qk_norm=False, cross_attn_norm=False)
+    model = DiT(config).eval()
+    names = set(model.state_dict())
+    assert not any("norm_q" in n or "cross_norm" in n for n in names)
+    from vidgen.dit.checkpoint import save_dit
+
+    save_dit(model, tmp_path, fmt="wan")  # the original Wan layout can express both switches
+    x, ctx = _inputs(b=1)
+    t = torch.tensor([9.0])
+    with torch.no_grad():
+        assert torch.equal(DiT.from_pretrained(tmp_path)(x, t, ctx), model(x, t, ctx))

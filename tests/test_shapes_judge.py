@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from vidgen.shapes.judge import _label, judge_clip, score
+from vidgen.shapes.judge import _label, judge_clip, score, score_by_split
 from vidgen.shapes.world import BACKGROUNDS, COLOURS, DIRECTIONS, ClipSpec, all_captions, render_clip, sample_spec
 
 
@@ -115,3 +115,7 @@ def test_score_closed_form():
                  "n": 2.0}
     with pytest.raises(ValueError, match="one verdict per clip"):
         score([right], [spec, spec])
+    held = ClipSpec("magenta", "triangle", "left", "black", x=0.5, y=0.5)
+    split = score_by_split([right, wrong_shape, right], [spec, spec, held])
+    assert split["train"]["shape"] == 0.5 and split["train"]["n"] == 2
+    assert split["heldout"]["colour"] == 0.0 and split["heldout"]["n"] == 1

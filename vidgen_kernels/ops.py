@@ -70,7 +70,8 @@ def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope_reference(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """The same rotation in real arithmetic, fp64: out[2i] = x[2i]·cos − x[2i+1]·sin, out[2i+1] = x[2i]·sin + x[2i+1]·cos."""
+    """The same rotation in real arithmetic, fp64:
+    out[2i] = x[2i]·cos − x[2i+1]·sin, out[2i+1] = x[2i]·sin + x[2i+1]·cos."""
     x1, x2 = x.double().unflatten(-1, (-1, 2)).unbind(-1)
     c, s = rotation.real.double()[:, None, :], rotation.imag.double()[:, None, :]
     return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2).to(x.dtype)

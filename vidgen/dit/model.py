@@ -269,7 +269,9 @@ class DiT(nn.Module):
         `(C_out, F_i, h_i, w_i)`.
         """
         if not (len(xs) == len(ts) == len(contexts)) or not xs:
-            raise ValueError(f"forward_packed needs equally long non-empty lists, got {len(xs)}, {len(ts)}, {len(contexts)}")
+            raise ValueError(
+                f"forward_packed needs equally long non-empty lists, got {len(xs)}, {len(ts)}, {len(contexts)} items"
+            )
         grids, tokens, groups, tvals, ropes, texts = [], [], [], [], [], []
         for i, (x, t, ctx) in enumerate(zip(xs, ts, contexts)):
             t = torch.as_tensor(t, dtype=torch.float32, device=x.device)

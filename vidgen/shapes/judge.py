@@ -131,6 +131,20 @@ def score(verdicts: Sequence[Verdict], specs: Sequence[ClipSpec | Caption | str]
     return out
 
 
+def score_by_split(
+    verdicts: Sequence[Verdict], specs: Sequence[ClipSpec | Caption | str]
+) -> dict[str, dict[str, float]]:
+    """`score` separately over seen ("train") and held-out ("heldout") captions; a split without clips is left out."""
+    if len(verdicts) != len(specs):
+        raise ValueError(f"got {len(verdicts)} verdicts for {len(specs)} specs; expected one verdict per clip")
+    out = {}
+    for split, held in (("train", False), ("heldout", True)):
+        pairs = [(v, s) for v, s in zip(verdicts, specs) if _caption_of(s).heldout == held]
+        if pairs:
+            out[split] = score(*zip(*pairs))
+    return out
+
+
 def _caption_of(spec: ClipSpec | Caption | str) -> Caption:
     if isinstance(spec, ClipSpec):
         return spec.caption
