@@ -138,7 +138,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
     """Generate `config.segments` chained segments into `output` (an mp4 or other video path), streaming frames.
 
     on_segment(i) runs after segment i (0-based) is written and its state committed. drift=True measures the
-    `DriftReport` on the way (constant memory).
+    `DriftReport` on the way (constant memory). resume=True without a saved state starts from segment 1.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or not all(isinstance(p, str) for p in prompts):
