@@ -115,10 +115,10 @@ def test_video_continuation_holds_its_latent_frames_clean(pipe):
     assert out.shape[2] == 3
     given = pipe.vae.encode(torch.from_numpy(video).permute(3, 0, 1, 2)[None] * 2 - 1)
     assert torch.equal(out[:, :, :2], given)
-    with pytest.raises(ValueError, match="fewer than num_frames=5"):
+    with pytest.raises(ValueError, match="leaves nothing to generate"):
         pipe("a red circle", video=video, num_frames=5, progress=False)
-    with pytest.raises(ValueError, match="1 \\+ 4·k"):
-        pipe("a red circle", video=video[:3], num_frames=9, progress=False)
+    with pytest.raises(ValueError, match="1 \\+ 4·j"):
+        pipe("a red circle", video=video[:3], context_frames=3, num_frames=9, progress=False)
     with pytest.raises(ValueError, match="not both"):
         pipe("a red circle", video=video, image=video[0], num_frames=9, progress=False)
 

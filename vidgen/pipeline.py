@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from vidgen import conditioning
 from vidgen.config_io import from_dict, to_dict
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
@@ -152,17 +153,6 @@ class VideoPipeline:
         pixels = image_to_tensor(image, height, width)  # (1, 3, 1, H, W) in [-1, 1]
         return self.vae.encode(pixels.to(self.vae.device, _dtype(self.vae))).float()
 
-    def clean_prefix(self, pixels: torch.Tensor, latents: torch.Tensor) -> CleanFrames:
-        """Given frames (1, 3, 1+4k, H, W) in [-1, 1] → their 1+k latent frames, held clean at the start of every
-        sample of `latents` (B, C, F, h, w). Frame-to-video is k = 0; continuation is the same with more frames."""
-        z = self.vae.encode(pixels.to(self.vae.device, _dtype(self.vae))).float().to(latents.device)
-        if z.shape[2] > latents.shape[2]:
-            raise ValueError(f"{pixels.shape[2]} given frames make {z.shape[2]} latent frames, more than the "
-                             f"{latents.shape[2]} to generate")
-        held = torch.zeros_like(latents)
-        held[:, :, : z.shape[2]] = z
-        return CleanFrames.prefix(held, z.shape[2])
-
     def decode_latents(self, latents: torch.Tensor, progress: bool = True) -> Iterator[torch.Tensor]:
         """Latents (B, C, F, h, w) → float32 frame chunks (B, t, H, W, 3) in [0, 1], streamed one latent frame at
         a time (1 frame for latent 0, then 4 each), so memory does not grow with the clip length."""
@@ -191,12 +181,18 @@ class VideoPipeline:
                  progress: bool = True,
                  prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
                  num_videos_per_prompt: int = 1, callback: Callable[[StepInfo], None] | None = None,
-                 ) -> PipelineOutput:
+                 context_frames: int | None = None, context_noise: float = 0.0,
+                 context_latents: torch.Tensor | None = None) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
-        through sampling. video: 1+4k first frames (continuation), held clean the same way; the output starts with
-        them (re-decoded). callback(StepInfo) runs after every step.
+        through sampling. callback(StepInfo) runs after every step.
+        Continuation (vidgen/conditioning.py): video= (frames with a leading time axis) → its last `context_frames`
+        (1 + 4j, default 5) frames are re-encoded and held clean as the first latent frames of a window of
+        `num_frames` (which counts them); only the num_frames − context_frames new frames are returned.
+        context_latents= (B or 1, C, F_c, h, w) gives that clean prefix directly, in latent space. context_noise=σ_c
+        holds the context at noise level σ_c and tells the DiT so (noise augmentation). With output_type="latent"
+        the whole window is returned, context included (clean).
         """
         if image is not None and video is not None:
             raise ValueError("pass either image= (frame-to-video) or video= (continuation), not both")
@@ -204,9 +200,10 @@ class VideoPipeline:
             video = video_to_frames(video)  # a list of frames, each in a form image= takes
         c = self.config
         num_frames = c.num_frames if num_frames is None else num_frames
-        given = image if video is None else video[0]
-        if given is not None and (height is None or width is None):
-            height, width = size_for_image(given, height, width)  # conditioning frames set the default size
+        if (image is not None or video is not None) and (height is None or width is None):
+            # frame-to-video, continuation: the (last) frame's size by default
+            first = image if image is not None else conditioning.video_frame(video, -1)
+            height, width = size_for_image(first, height, width)
         height = c.height if height is None else height
         width = c.width if width is None else width
         steps = c.num_inference_steps if num_inference_steps is None else num_inference_steps
@@ -218,6 +215,9 @@ class VideoPipeline:
                               multiple=self.vae.config.spatial_compression * self.dit.config.patch_size[1],
                               temporal=self.vae.config.temporal_compression)
         sample = get_sampler(sampler)
+        context_frames = conditioning.check_context_args(
+            image=image, video=video, context_frames=context_frames, context_latents=context_latents,
+            context_noise=context_noise, num_frames=num_frames, temporal=self.vae.config.temporal_compression)
         if prompt_embeds is None:
             if prompt is None:
                 raise ValueError("pass a prompt (a string or a list of strings), or prompt_embeds")
@@ -236,14 +236,6 @@ class VideoPipeline:
         if not isinstance(negative_prompt, str) and len(negative_prompt) != num_prompts:
             raise ValueError(f"got {len(negative_prompt)} negative prompts for {num_prompts} prompts; pass one string "
                              "or one per prompt")
-        pixels = None  # given frames (1, 3, 1+4k, H, W) in [-1, 1]
-        if image is not None:
-            pixels = image_to_tensor(image, height, width)
-        elif video is not None:
-            if (len(video) - 1) % t_comp or len(video) >= num_frames:
-                raise ValueError(f"video= has {len(video)} frames; expected 1 + {t_comp}·k frames, fewer than "
-                                 f"num_frames={num_frames}")
-            pixels = torch.cat([image_to_tensor(f, height, width) for f in video], dim=2)
 
         # Text context, computed once for the whole call.
         if prompt_embeds is None:
@@ -273,7 +265,14 @@ class VideoPipeline:
         else:
             seed = None
         latents = latents.to(self.device, torch.float32)
-        clean = None if pixels is None else self.clean_prefix(pixels, latents)
+        clean, prefix = None, context_latents  # prefix: clean latent frames (1 or B, C, F_c, h, w)
+        if image is not None:
+            prefix = self.encode_image(image, height, width)
+        elif video is not None:
+            prefix = conditioning.encode_video_context(self.vae, video, context_frames, height, width)
+        if prefix is not None:
+            clean = conditioning.hold_context(latents, prefix.to(self.device), context_noise)
+            model = conditioning.with_context_sigma(model, clean, context_noise)
 
         bar = tqdm(total=steps, desc="denoise", unit="step", disable=not progress)
 
@@ -284,10 +283,14 @@ class VideoPipeline:
 
         with bar:
             latents = sample(model, latents, sigma_schedule(steps, shift), clean=clean, callback=on_step)
+        if prefix is not None and context_noise > 0:
+            latents = conditioning.restore_context(latents, prefix)
 
         if output_type == "latent":
             return PipelineOutput(latents, seed)
         frames = torch.cat(list(self.decode_latents(latents, progress)), dim=1)  # (B, T, H, W, 3)
+        if image is None and prefix is not None:  # continuation: only the new frames
+            frames = frames[:, conditioning.pixel_frames_of(prefix.shape[2], t_comp):]
         if output_type == "pt":
             return PipelineOutput(frames, seed)
         frames = frames.cpu().numpy()

@@ -1,0 +1,406 @@
+"""Long videos as a chain of segments, each conditioned on the end of the previous one, in constant memory.
+
+Every segment is one pipeline window of `frames` pixel frames whose first `context_frames` (K = 1 + 4j) are context;
+segment 1 has none. Frames go to the mp4 as each latent frame is decoded, and nothing but the small hand-over state
+outlives a segment, so peak memory does not grow with the number of segments. Overlapping frames are written once:
+segment 1 gives `frames` frames, each later one `frames − K`.
+
+Hand-over of the context (`handover`):
+- "pixel": the last K written frames are re-encoded by the causal VAE into a valid clean prefix (anchor + groups of 4)
+  and the new window is decoded from a fresh VAE stream, its first K (context) frames dropped.
+- "latent": the previous window's last 1 + j clean latents are the context as they are (no decode → re-encode round
+  trip), and the VAE decoder continues one causal stream over the whole video. These latents are not a valid
+  "anchor + groups" prefix (the anchor is encoded alone; a latent suffix starts with a group), so the DiT sees context
+  unlike its training prefixes — measure (`scripts/eval_long_video_drift.py`) before preferring it.
+Mitigations that combine with either: `context_noise` (noise-augmented context, σ_c as its timestep) and
+`color_anchor` (drift.ColorAnchor: RGB mean/std of later segments matched to segment 1's).
+
+Prompts: one per segment; with fewer prompts than segments the last one is reused for the rest.
+
+Resume: after every segment its state is committed atomically in `state_dir` (default: `<output>.state/`):
+`segment_NNNN.frames.gz` (the uint8 frames it wrote, gzip-compressed raw (t, H, W, 3)), `segment_NNNN.carry.pt` (the
+next segment's context latents, the decoder cache in latent hand-over, the drift and colour statistics, the last K
+frames) and last `segment_NNNN.json` (its seed and frame counts: the commit marker). `resume=True` replays the
+committed frames into a new mp4 and continues with the next segment: the same video as an uninterrupted run. The
+state folder is deleted when the video is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+import random
+import shutil
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from vidgen.checks import check_generation_args
+from vidgen.conditioning import check_context_frames
+from vidgen.config_io import to_dict
+from vidgen.drift import ColorAnchor, StreamDriftMeter
+from vidgen.metrics import DriftReport
+from vidgen.video_io import VideoWriter, check_output_path, to_uint8
+
+HANDOVERS = ("pixel", "latent")
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LongVideoConfig:
+    """How a long video is chained; unset sizes and sampler settings come from the pipeline's config."""
+
+    segments: int
+    frames: int | None = None  # pixel frames per segment window, context included (1 + 4k)
+    context_frames: int = 5  # K = 1 + 4j frames of the previous segment each later one continues
+    handover: str = "pixel"  # "pixel" | "latent"
+    context_noise: float = 0.0  # σ_c of the noise-augmented context
+    color_anchor: bool = False
+    seed: int | None = None  # segment i uses seed + i; None draws one (kept in the resume state)
+    height: int | None = None
+    width: int | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    shift: float | None = None
+    negative_prompt: str | None = None
+    fps: float | None = None
+
+    def __post_init__(self):
+        if isinstance(self.segments, bool) or not isinstance(self.segments, int) or self.segments < 1:
+            raise ValueError(f"segments must be a whole number >= 1, got {self.segments!r}")
+        if self.handover not in HANDOVERS:
+            raise ValueError(f"handover must be one of {HANDOVERS}, got {self.handover!r}")
+        if not 0 <= self.context_noise < 1:
+            raise ValueError(f"context_noise must be a noise level σ in [0, 1), got {self.context_noise}")
+
+
+@dataclass(frozen=True)
+class LongVideoResult:
+    path: Path
+    frames_written: int
+    seed: int
+    report: DriftReport | None  # with drift=True
+
+
+def prompt_for_segment(prompts: list[str], i: int) -> str:
+    """Segment i's prompt: prompts[i], or the last prompt once they run out (documented reuse)."""
+    return prompts[min(i, len(prompts) - 1)]
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per non-blank line of a text file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompts file {str(path)!r} does not exist")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"prompts file {str(path)!r} has no prompts; expected one prompt per line")
+    return prompts
+
+
+class StreamDecoder:
+    """One causal VAE decode stream with an explicit, savable cache: latent chunks → float frames in [0, 1].
+
+    Feeding a window in several calls equals feeding it at once (the decoder is causal and its cache is carried).
+    """
+
+    def __init__(self, vae, tiling=None, caches: dict | None = None):
+        from causal_vae.tiling import TiledStep
+
+        self.vae = vae
+        self._step = TiledStep.for_decode(vae, tiling)
+        if caches is not None:
+            self._step.caches = caches
+
+    @property
+    def caches(self) -> dict:
+        return self._step.caches
+
+    @torch.no_grad()
+    def __call__(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
+        """latents (1, C, m, h, w), normalised → one chunk per latent frame: float32 (t, H, W, 3) in [0, 1]."""
+        for j in range(latents.shape[2]):
+            z = self.vae.denormalize(latents[:, :, j:j + 1].to(self.vae.device, self.vae.dtype))
+            pixels = self._step(z).clamp(-1.0, 1.0)  # (1, 3, t, H, W)
+            yield ((pixels[0].float() + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
+
+
+def generate_long_video(pipe, prompts: str | list[str], output: str | Path, config: LongVideoConfig, *,
+                        state_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+                        drift: bool = False, progress: bool = True,
+                        on_segment: Callable[[int], None] | None = None) -> LongVideoResult:
+    """Generate `config.segments` chained segments into `output` (an mp4 or other video path), streaming frames.
+
+    on_segment(i) runs after segment i (0-based) is written and its state committed. drift=True measures the
+    `DriftReport` on the way (constant memory). resume=True without a saved state starts from segment 1.
+    """
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}")
+    run = _resolve(pipe, prompts, config)
+    output = check_output_path(output, overwrite)
+    state = _State(Path(state_dir) if state_dir is not None else output.with_name(output.name + ".state"))
+    start, carry = 0, None
+    if resume and state.exists():
+        start, carry = state.load(run)
+        run["seed"] = state.seed()
+    elif state.exists():
+        raise FileExistsError(f"{state.folder} holds the state of an unfinished run; pass resume=True (--resume) to "
+                              "continue it, or delete the folder to start over")
+    state.begin(run)
+
+    t_comp = pipe.vae.config.temporal_compression
+    k, n = run["context_frames"], config.segments
+    m = 1 + (k - 1) // t_comp  # context latent frames
+    meter, anchor = StreamDriftMeter(), ColorAnchor()
+    tail: deque[np.ndarray] = deque(maxlen=k)  # the last K written frames
+    decoder, context = None, None
+    if carry is not None:
+        meter.load_state_dict(carry["meter"])
+        anchor.load_state_dict(carry["anchor"])
+        tail.extend(carry["tail"])
+        context = carry["context"]
+        if carry["decoder"] is not None:
+            decoder = StreamDecoder(pipe.vae, caches=carry["decoder"])
+
+    written = 0
+    with VideoWriter(output, fps=run["fps"], overwrite=overwrite) as writer:
+        for i in range(start):  # resume: the committed frames, exactly as they were written
+            for chunk in state.read_frames(i):
+                writer.write(chunk)
+                written += len(chunk)
+        for i in range(start, n):
+            seed = run["seed"] + i
+            noise = torch.randn(run["latent_shape"], generator=torch.Generator("cpu").manual_seed(seed))
+            latents = pipe(prompt_for_segment(prompts, i), negative_prompt=config.negative_prompt,
+                           num_frames=run["frames"], height=run["height"], width=run["width"],
+                           num_inference_steps=run["steps"], guidance_scale=run["guidance"], shift=run["shift"],
+                           latents=noise, context_latents=context,
+                           context_noise=config.context_noise if context is not None else 0.0,
+                           output_type="latent", progress=progress).frames  # (1, C, F, h, w), context clean
+            if i == 0 or config.handover == "pixel":
+                decoder, feed, skip = StreamDecoder(pipe.vae), latents, (k if i > 0 else 0)
+            else:  # the decoder stream goes on from the previous window's last latent
+                feed, skip = latents[:, :, m:], 0
+            with state.frames_writer(i) as frames_file:
+                for chunk in decoder(feed):
+                    if skip:
+                        chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+                        if len(chunk) == 0:
+                            continue
+                    if config.color_anchor:
+                        chunk = anchor(chunk, i)
+                    frames = to_uint8(chunk)
+                    writer.write(frames)
+                    frames_file.write(frames)
+                    meter.add(frames)
+                    tail.extend(frames)
+                    written += len(frames)
+            meter.end_segment()
+            anchor.end_segment(i)
+            if config.handover == "pixel":
+                context = _encode_frames(pipe.vae, np.stack(tail))  # (1, C, m, h, w)
+            else:
+                context = latents[:, :, -m:].clone()
+            carry = {"context": context, "meter": meter.state_dict(), "anchor": anchor.state_dict(),
+                     "tail": list(tail), "decoder": decoder.caches if config.handover == "latent" else None}
+            state.commit(i, seed, written, carry)
+            if on_segment is not None:
+                on_segment(i)
+    state.remove()
+    return LongVideoResult(output, written, run["seed"], meter.report() if drift else None)
+
+
+def _resolve(pipe, prompts: list[str], config: LongVideoConfig) -> dict:
+    """Every setting of the run, validated before any heavy work; also what a resumed run must match."""
+    c = pipe.config
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    frames = pick(config.frames, c.num_frames)
+    height, width = pick(config.height, c.height), pick(config.width, c.width)
+    steps, guidance, shift = (pick(config.num_inference_steps, c.num_inference_steps),
+                              pick(config.guidance_scale, c.guidance_scale), pick(config.shift, c.shift))
+    vae_cfg = pipe.vae.config
+    check_generation_args(frames, height, width, steps, guidance, shift,
+                          multiple=vae_cfg.spatial_compression * pipe.dit.config.patch_size[1],
+                          temporal=vae_cfg.temporal_compression)
+    if config.segments > 1:
+        check_context_frames(config.context_frames, frames, frames, vae_cfg.temporal_compression)
+    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**62)
+    latent_shape = (1, pipe.dit.config.in_dim, 1 + (frames - 1) // vae_cfg.temporal_compression,
+                    height // vae_cfg.spatial_compression, width // vae_cfg.spatial_compression)
+    return {"version": STATE_VERSION, "prompts": prompts, "config": to_dict(config), "frames": frames,
+            "height": height, "width": width, "steps": steps, "guidance": guidance, "shift": shift,
+            "context_frames": config.context_frames, "fps": pick(config.fps, c.fps), "seed": seed,
+            "latent_shape": latent_shape, "dit": dataclasses.asdict(pipe.dit.config)}
+
+
+def _encode_frames(vae, frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames (K, H, W, 3) → clean latents (1, C, 1 + (K − 1)/4, h, w), float32."""
+    pixels = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, K, H, W) in [-1, 1]
+    return vae.encode(pixels.to(vae.device, vae.dtype)).float()
+
+
+# --- which hand-over drifts least ---------------------------------------------------------------------------------
+
+
+def mitigation_variants(context_frames: int = 5, context_noise: float = 0.05) -> dict[str, dict]:
+    """The chaining options compared by `compare_chaining`: name → LongVideoConfig overrides."""
+    k = {"context_frames": context_frames}
+    return {
+        "last frame (baseline)": {"handover": "pixel", "context_frames": 1},
+        f"pixel K={context_frames}": {"handover": "pixel", **k},
+        f"latent K={context_frames}": {"handover": "latent", **k},
+        f"pixel K={context_frames} + noise {context_noise}": {"handover": "pixel", "context_noise": context_noise, **k},
+        f"latent K={context_frames} + noise {context_noise}": {"handover": "latent", "context_noise": context_noise,
+                                                              **k},
+        f"pixel K={context_frames} + colour anchor": {"handover": "pixel", "color_anchor": True, **k},
+        f"latent K={context_frames} + colour anchor": {"handover": "latent", "color_anchor": True, **k},
+    }
+
+
+def compare_chaining(pipe, prompts: str | list[str], base: LongVideoConfig, folder: str | Path,
+                     variants: dict[str, dict] | None = None, progress: bool = False) -> dict[str, DriftReport]:
+    """Generate the same long video once per variant (same seed and prompts) into `folder`; their drift reports."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    reports = {}
+    for i, (name, overrides) in enumerate((variants or mitigation_variants(base.context_frames)).items()):
+        config = dataclasses.replace(base, **overrides)
+        result = generate_long_video(pipe, prompts, folder / f"variant_{i}.mp4", config, overwrite=True, drift=True,
+                                     progress=progress)
+        reports[name] = result.report
+    return reports
+
+
+def comparison_table(reports: dict[str, DriftReport]) -> str:
+    """Markdown: per variant, ΔE of the last segment from segment 1, the largest ΔE, and the seam jumps."""
+    rows = ["| chaining | ΔE last segment | max ΔE | seam jump mean | seam jump max |", "|---|---:|---:|---:|---:|"]
+    for name, r in reports.items():
+        rows.append(f"| {name} | {r.delta_e[-1]:.2f} | {r.max_delta_e:.2f} | {r.mean_seam_jump:.2f} | "
+                    f"{r.max_seam_jump:.2f} |")
+    return "\n".join(rows)
+
+
+# --- resume state -----------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class _FramesFile:
+    """Raw uint8 frames appended to a gzip file under a temporary name; `commit()` renames it into place."""
+
+    def __init__(self, path: Path):
+        self.path, self.tmp = path, path.with_name(f".{path.name}.tmp{os.getpid()}")
+        self._file = gzip.open(self.tmp, "wb", compresslevel=1)
+
+    def write(self, frames: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(frames).tobytes())
+
+    def __enter__(self) -> "_FramesFile":
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._file.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+class _State:
+    """The per-segment resume state of one long-video run, in one folder (see the module docstring)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def exists(self) -> bool:
+        return (self.folder / "run.json").is_file()
+
+    def _name(self, i: int, suffix: str) -> Path:
+        return self.folder / f"segment_{i:04d}.{suffix}"
+
+    def begin(self, run: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.exists():
+            _atomic_write(self.folder / "run.json", lambda p: p.write_text(json.dumps(run, indent=1)))
+
+    def seed(self) -> int:
+        return json.loads((self.folder / "run.json").read_text())["seed"]
+
+    def load(self, run: dict) -> tuple[int, dict | None]:
+        """(the first segment still to make, the carry of the one before it) after checking the settings match."""
+        saved = json.loads((self.folder / "run.json").read_text())
+        current = json.loads(json.dumps({**run, "seed": saved["seed"]}))  # tuples → lists, as saved
+        if run["config"]["seed"] is None:
+            current["config"]["seed"] = saved["config"]["seed"]
+        differ = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
+        if differ:
+            raise ValueError(f"cannot resume from {self.folder}: it was made with other settings ({', '.join(differ)} "
+                             "differ); rerun with the same arguments, or delete the folder to start over")
+        done = 0
+        while self._name(done, "json").is_file() and self._name(done, "frames.gz").is_file():
+            done += 1
+        if done == 0:
+            return 0, None
+        carry = torch.load(self._name(done - 1, "carry.pt"), weights_only=True)
+        return done, _carry_from_saved(carry)
+
+    def frames_writer(self, i: int) -> _FramesFile:
+        return _FramesFile(self._name(i, "frames.gz"))
+
+    def read_frames(self, i: int) -> Iterator[np.ndarray]:
+        info = json.loads(self._name(i, "json").read_text())
+        h, w = info["frame_size"]
+        with gzip.open(self._name(i, "frames.gz"), "rb") as f:
+            for _ in range(info["frames"]):
+                yield np.frombuffer(f.read(h * w * 3), dtype=np.uint8).reshape(1, h, w, 3)
+
+    def commit(self, i: int, seed: int, written: int, carry: dict) -> None:
+        _atomic_write(self._name(i, "carry.pt"), lambda p: torch.save(_carry_to_saved(carry), p))
+        h, w = carry["tail"][-1].shape[:2]
+        frames = written - sum(json.loads(self._name(j, "json").read_text())["frames"] for j in range(i))
+        info = {"segment": i, "seed": seed, "frames": frames, "frames_written": written, "frame_size": [h, w]}
+        _atomic_write(self._name(i, "json"), lambda p: p.write_text(json.dumps(info)))
+        if i > 0:
+            self._name(i - 1, "carry.pt").unlink(missing_ok=True)  # only the latest carry is ever needed
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _carry_to_saved(carry: dict) -> dict:
+    """Only tensors, numbers, lists and dicts (torch.load(weights_only=True) reads them back)."""
+    meter = dict(carry["meter"])
+    meter["last"] = None if meter["last"] is None else torch.from_numpy(meter["last"])
+    ref = carry["anchor"]["reference"]
+    decoder = None
+    if carry["decoder"] is not None:
+        decoder = [[list(key), list(cache.states), cache.frames_in] for key, cache in carry["decoder"].items()]
+    return {"context": carry["context"], "meter": meter, "tail": torch.from_numpy(np.stack(carry["tail"])),
+            "anchor": None if ref is None else torch.from_numpy(ref), "decoder": decoder}
+
+
+def _carry_from_saved(saved: dict) -> dict:
+    from causal_vae.cache import TemporalCache
+
+    meter = dict(saved["meter"])
+    meter["last"] = None if meter["last"] is None else meter["last"].numpy()
+    decoder = None
+    if saved["decoder"] is not None:
+        decoder = {tuple(key): TemporalCache(tuple(states), frames_in) for key, states, frames_in in saved["decoder"]}
+    return {"context": saved["context"], "meter": meter, "tail": list(saved["tail"].numpy()),
+            "anchor": {"reference": None if saved["anchor"] is None else saved["anchor"].numpy()},
+            "decoder": decoder}

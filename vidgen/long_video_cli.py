@@ -1,0 +1,101 @@
+"""Command line of scripts/long_video.py: chained long videos (vidgen/long_video.py holds the logic)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+USAGE_EXAMPLE = 'python scripts/long_video.py "a red circle moves left" --segments 4 -o long.mp4'
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="long_video.py",
+        description="Generate a long video as chained segments, each conditioned on the end of the previous one.",
+        epilog=f"example: {USAGE_EXAMPLE}")
+    p.add_argument("prompt", nargs="?", help="the prompt of every segment (or use --prompts)")
+    p.add_argument("-o", "--output", required=True, help="output video (.mp4, .webm, ...)")
+    p.add_argument("--segments", type=int, help="number of segments (default with --prompts: one per line)")
+    p.add_argument("--prompts", help="text file, one prompt per segment; with fewer lines than segments the last "
+                                     "line is reused for the remaining segments")
+    p.add_argument("--model", help="model folder (default: the embedded default model)")
+    p.add_argument("--frames", type=int, help="pixel frames per segment window, context included (1 + 4k)")
+    p.add_argument("--context-frames", type=int, default=5,
+                   help="frames of the previous segment each segment continues (1 + 4j; default 5)")
+    p.add_argument("--handover", choices=("pixel", "latent"), default="pixel",
+                   help="pixel: re-encode the last frames (valid VAE prefix); latent: hand the last clean latents "
+                        "over directly and keep one decoder stream (default pixel)")
+    p.add_argument("--context-noise", type=float, default=0.0, help="noise level σ of the context (augmentation)")
+    p.add_argument("--color-anchor", action="store_true",
+                   help="match each later segment's RGB mean/std to segment 1's")
+    p.add_argument("--seed", type=int, help="segment i uses seed + i (default: random, printed)")
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--steps", type=int, help="denoising steps per segment")
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--fps", type=float, help="frames per second of the output (default: the model's)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished segment")
+    p.add_argument("--state-dir", help="where the per-segment resume state lives (default: OUTPUT.state/)")
+    p.add_argument("--drift-report", action="store_true",
+                   help="print per-segment mean Lab colour, its change from segment 1 and the seam jumps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def resolve_prompts(prompt: str | None, prompts_file: str | None, segments: int | None) -> tuple[list[str], int]:
+    """(prompts, segments) from the arguments; ValueError with the fix when they do not fit."""
+    from vidgen.long_video import read_prompts
+
+    if (prompt is None) == (prompts_file is None):
+        raise ValueError("give either a PROMPT or --prompts FILE (exactly one)")
+    prompts = [prompt] if prompt is not None else read_prompts(prompts_file)
+    if segments is None:
+        if prompts_file is None:
+            raise ValueError("--segments N is required with a single PROMPT")
+        segments = len(prompts)
+    if segments < 1:
+        raise ValueError(f"--segments must be >= 1, got {segments}")
+    if len(prompts) > segments:
+        raise ValueError(f"{prompts_file} has {len(prompts)} prompts but --segments is {segments}; pass --segments "
+                         f"{len(prompts)} (or leave it out) to use them all")
+    if len(prompts) < segments and prompts_file is not None:
+        print(f"note: {prompts_file} has {len(prompts)} prompt(s) for {segments} segments; the last one is reused "
+              "for the rest", file=sys.stderr)
+    return prompts, segments
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from vidgen.conditioning import check_context_frames
+    from vidgen.long_video import LongVideoConfig, generate_long_video
+    from vidgen.pipeline import VideoPipeline, read_model_folder
+    from vidgen.video_io import check_output_path
+
+    try:  # every argument checked before the model is loaded
+        prompts, segments = resolve_prompts(args.prompt, args.prompts, args.segments)
+        config = LongVideoConfig(segments=segments, frames=args.frames, context_frames=args.context_frames,
+                                 handover=args.handover, context_noise=args.context_noise,
+                                 color_anchor=args.color_anchor, seed=args.seed, height=args.height,
+                                 width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                                 fps=args.fps)
+        check_output_path(args.output, args.overwrite)
+        folder, defaults = read_model_folder(Path(args.model) if args.model else None)  # no weights read yet
+        frames = defaults.num_frames if args.frames is None else args.frames
+        if segments > 1:
+            check_context_frames(args.context_frames, frames, frames)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError) as e:
+        parser.error(str(e))
+
+    pipe = VideoPipeline.from_pretrained(folder)
+    try:
+        result = generate_long_video(pipe, prompts, args.output, config, state_dir=args.state_dir, resume=args.resume,
+                                     overwrite=args.overwrite, drift=args.drift_report, progress=not args.quiet)
+    except (ValueError, FileExistsError) as e:
+        parser.error(str(e))
+    print(f"wrote {result.path} ({result.frames_written} frames, {segments} segments, seed {result.seed})")
+    if result.report is not None:
+        print(result.report.to_markdown())
+    return 0
