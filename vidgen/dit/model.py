@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vidgen.dit.config import DiTConfig
 from vidgen_kernels.attention import attention, cu_seqlens
-from vidgen_kernels.ops import apply_rope, modulate, rms_norm, rope_angles, rope_rotation
+from vidgen_kernels.ops import apply_rope, linear, modulate, rms_norm, rope_angles, rope_rotation
 
 MAX_PERIOD = 10000.0  # of the sinusoidal timestep features
 
@@ -79,6 +79,13 @@ class TokenLayout:
         return torch.addcmul(self._view(residual), self._view(x), self._expand(gate)).reshape(x.shape)
 
 
+class Linear(nn.Linear):
+    """nn.Linear through `vidgen_kernels.ops.linear` (half precision in fp32 on CPUs without half matmul units)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -94,9 +101,9 @@ class MLP(nn.Module):
 
     def __init__(self, dim_in: int, dim_hidden: int, dim_out: int, activation: nn.Module):
         super().__init__()
-        self.fc1 = nn.Linear(dim_in, dim_hidden)
+        self.fc1 = Linear(dim_in, dim_hidden)
         self.act = activation
-        self.fc2 = nn.Linear(dim_hidden, dim_out)
+        self.fc2 = Linear(dim_hidden, dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -113,17 +120,18 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)  # one matmul for q, k, v: exact, and faster than three
+        self.qkv = Linear(dim, 3 * dim)  # one matmul for q, k, v: exact, and faster than three
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.out = nn.Linear(dim, dim)
+        self.out = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """x `(B, S, D)`, rope `(S, Dh/2)` complex -> `(B, S, D)`."""
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         q, k = self.norm_q(q), self.norm_k(k)  # over the full width D, before the head split (as Wan)
         q, k, v = (rearrange(z, "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        # Under autocast the norms return fp32 while v is half: attention takes one dtype (a no-op otherwise).
+        q, k = apply_rope(q, rope).to(v.dtype), apply_rope(k, rope).to(v.dtype)
         if layout.self_attention is not None:
             out = layout.self_attention(q, k, v)
         else:
@@ -135,18 +143,18 @@ class CrossAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
         super().__init__()
         self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
+        self.q = Linear(dim, dim)
+        self.kv = Linear(dim, 2 * dim)
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.out = nn.Linear(dim, dim)
+        self.out = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """x `(B, S, D)`, context `(B, L, D)` (already embedded) -> `(B, S, D)`."""
         q = self.norm_q(self.q(x))
         k, v = self.kv(context).chunk(2, dim=-1)
         k = self.norm_k(k)
-        q, k, v = (rearrange(z, "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
+        q, k, v = (rearrange(z.to(v.dtype), "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
         out = _attend(q, k, v, layout.cu_seqlens, layout.cu_seqlens_context)
         return self.out(rearrange(out, "b s h d -> b s (h d)"))
 
@@ -190,13 +198,16 @@ class Head(nn.Module):
         super().__init__()
         self.eps = c.eps
         self.modulation = nn.Parameter(torch.randn(1, 2, c.dim) / c.dim**0.5)
-        self.proj = nn.Linear(c.dim, c.out_dim * math.prod(c.patch_size))
+        self.proj = Linear(c.dim, c.out_dim * math.prod(c.patch_size))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        """x `(B, S, D)`, time embedding e `(B, G, D)` -> `(B, S, out_dim·pt·ph·pw)`."""
-        mod = (self.modulation.float()[:, None] + e.float()[:, :, None]).to(x.dtype)  # (B, G, 2, D)
-        shift, scale = mod.unbind(2)
-        return self.proj(layout.modulate(F.layer_norm(x, x.shape[-1:], eps=self.eps), shift, scale))
+        """x `(B, S, D)`, time embedding e `(B, G, D)` -> `(B, S, out_dim·pt·ph·pw)`.
+
+        Outside autocast, as Wan: in a model with fp32 weights the head runs in fp32 under bf16 autocast."""
+        with torch.autocast(x.device.type, enabled=False):
+            mod = (self.modulation.float()[:, None] + e.float()[:, :, None]).to(x.dtype)  # (B, G, 2, D)
+            shift, scale = mod.unbind(2)
+            return self.proj(layout.modulate(F.layer_norm(x, x.shape[-1:], eps=self.eps), shift, scale))
 
 
 class DiT(nn.Module):
@@ -209,7 +220,7 @@ class DiT(nn.Module):
         self.patch_embedding = nn.Conv3d(c.in_dim, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
         self.text_embedding = MLP(c.text_dim, c.dim, c.dim, nn.GELU(approximate="tanh"))
         self.time_embedding = MLP(c.freq_dim, c.dim, c.dim, nn.SiLU())
-        self.time_modulation = nn.Linear(c.dim, 6 * c.dim)  # applied to SiLU(time embedding)
+        self.time_modulation = Linear(c.dim, 6 * c.dim)  # applied to SiLU(time embedding)
         self.blocks = nn.ModuleList(DiTBlock(c) for _ in range(c.num_layers))
         self.head = Head(c)
         self.gradient_checkpointing = False  # recompute each block in backward instead of storing its activations
@@ -222,7 +233,9 @@ class DiT(nn.Module):
         # it avoids the slow low-precision Conv3d kernels.
         pt, ph, pw = self.config.patch_size
         patches = rearrange(x, "b c (f pt) (h ph) (w pw) -> b (f h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
-        return F.linear(patches, self.patch_embedding.weight.flatten(1), self.patch_embedding.bias)
+        weight = self.patch_embedding.weight
+        # The residual stream keeps the weights' dtype: fp32 under bf16 autocast (as Wan), only matmuls go half.
+        return linear(patches, weight.flatten(1), self.patch_embedding.bias).to(weight.dtype)
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """x `(B, F'·h'·w', pt·ph·pw·C_out)` -> `(B, C_out, F, h, w)`."""
@@ -233,10 +246,13 @@ class DiT(nn.Module):
         )
 
     def embed_time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """t `(B, G)` -> time embedding e `(B, G, D)` and block modulation `(B, G, 6, D)`, both fp32."""
+        """t `(B, G)` -> time embedding e `(B, G, D)` and block modulation `(B, G, 6, D)`, both fp32.
+
+        Outside autocast (as Wan): with fp32 weights they are computed in fp32 even under bf16 autocast."""
         dtype = self.time_embedding.fc1.weight.dtype
-        e = self.time_embedding(timestep_features(t.flatten(), self.config.freq_dim).to(dtype))  # (B·G, D)
-        mod = self.time_modulation(F.silu(e))  # (B·G, 6·D)
+        with torch.autocast(t.device.type, enabled=False):
+            e = self.time_embedding(timestep_features(t.flatten(), self.config.freq_dim).to(dtype))  # (B·G, D)
+            mod = self.time_modulation(F.silu(e))  # (B·G, 6·D)
         e = e.float().unflatten(0, t.shape)
         return e, mod.float().unflatten(0, t.shape).unflatten(-1, (6, -1))
 
