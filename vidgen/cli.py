@@ -31,6 +31,9 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     p.add_argument("--sampler", default="euler", help="euler or dpm++2m")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: random, printed)")
     p.add_argument("--image", default=None, help="first frame to animate (frame-to-video)")
+    p.add_argument("--step-cache", type=float, default=None, metavar="THRESHOLD",
+                   help="skip the deeper DiT blocks on steps whose first block changed less than THRESHOLD "
+                        "(relative, e.g. 0.05; default: off)")
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (default: the model's)")
     p.add_argument("--fps", type=float, default=None, help="frames per second of the file (default: the model's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
@@ -116,6 +119,10 @@ def generate(args: argparse.Namespace) -> int:
     guidance = config.guidance_scale if args.guidance is None else args.guidance
     shift = config.shift if args.shift is None else args.shift
     check_generation_args(frames, height, width, steps, guidance, shift, args.sampler)
+    if args.step_cache is not None:
+        from vidgen.dit.step_cache import StepCacheConfig
+
+        StepCacheConfig(args.step_cache)  # a bad threshold fails here, not after loading the model
     if output.suffix.lower() in IMAGE_FORMATS and frames != 1:
         raise ValueError(f"{str(output)!r} is an image file but --frames is {frames}; use --frames 1, or a video "
                          "suffix such as .mp4")
@@ -148,7 +155,7 @@ def generate(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     out = pipe(prompt_embeds=embeds, negative_prompt_embeds=negative_embeds, num_frames=frames, height=height,
                width=width, num_inference_steps=steps, guidance_scale=guidance, shift=shift, sampler=args.sampler,
-               seed=args.seed, image=image, output_type="latent", progress=progress)
+               seed=args.seed, image=image, output_type="latent", progress=progress, step_cache=args.step_cache)
     times["denoise"] = time.perf_counter() - start
 
     # --- decode, streamed straight into the file ---
@@ -166,6 +173,10 @@ def generate(args: argparse.Namespace) -> int:
     times["write"] += time.perf_counter() - mid
     what = "image" if frames == 1 else f"{frames} frames at {fps:g} fps"
     print(f"wrote {output} ({what}, {width}x{height}, seed {out.seed})")
+    if out.step_caches:
+        skipped = sum(c.skipped for c in out.step_caches)
+        total = skipped + sum(c.computed for c in out.step_caches)
+        print(f"  step cache: {skipped} of {total} DiT forwards reused the cached blocks")
     print("  " + " · ".join(f"{name} {sec:.2f}s" for name, sec in times.items()))
     return 0
 

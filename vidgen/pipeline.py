@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from vidgen import conditioning
 from vidgen.config_io import from_dict, to_dict
+from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
 from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
@@ -45,10 +46,13 @@ class PipelineConfig:
 @dataclass
 class PipelineOutput:
     """frames: np float32 (B, T, H, W, 3) in [0, 1]; "pt" the same as a tensor; "pil" a list (B) of lists (T) of
-    images; "latent" the final latents (B, C, F, h, w) in the DiT's normalised space. seed: the noise seed used."""
+    images; "latent" the final latents (B, C, F, h, w) in the DiT's normalised space. seed: the noise seed used.
+    step_caches: with step_cache=, the caches of the run (one per guidance branch, or one for batched branches),
+    whose computed / skipped count the DiT forwards."""
 
     frames: Any
     seed: int | None = None
+    step_caches: tuple[StepCache, ...] = ()
 
 
 def read_model_folder(folder: str | Path | None) -> tuple[Path, PipelineConfig]:
@@ -182,7 +186,8 @@ class VideoPipeline:
                  prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
                  num_videos_per_prompt: int = 1, callback: Callable[[StepInfo], None] | None = None,
                  context_frames: int | None = None, context_noise: float = 0.0,
-                 context_latents: torch.Tensor | None = None) -> PipelineOutput:
+                 context_latents: torch.Tensor | None = None,
+                 step_cache: StepCacheConfig | float | None = None) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
@@ -193,6 +198,8 @@ class VideoPipeline:
         context_latents= (B or 1, C, F_c, h, w) gives that clean prefix directly, in latent space. context_noise=σ_c
         holds the context at noise level σ_c and tells the DiT so (noise augmentation). With output_type="latent"
         the whole window is returned, context included (clean).
+        step_cache: a `StepCacheConfig` (or its threshold) to skip the deeper DiT blocks on steps whose first block
+        barely changed (vidgen/dit/step_cache.py); off by default.
         """
         if image is not None and video is not None:
             raise ValueError("pass either image= (frame-to-video) or video= (continuation), not both")
@@ -215,6 +222,16 @@ class VideoPipeline:
                               multiple=self.vae.config.spatial_compression * self.dit.config.patch_size[1],
                               temporal=self.vae.config.temporal_compression)
         sample = get_sampler(sampler)
+        step_cache = as_step_cache(step_cache)
+        if step_cache is not None and self.parallel is not None and self.parallel.sp_size > 1:
+            raise ValueError("step_cache is not supported with sequence parallelism (parallel.sp_size > 1)")
+        caches: list[StepCache] = []
+
+        def new_cache() -> StepCache | None:  # one per model branch: a cache never mixes two trajectories
+            if step_cache is None:
+                return None
+            caches.append(StepCache(step_cache))
+            return caches[-1]
         context_frames = conditioning.check_context_args(
             image=image, video=video, context_frames=context_frames, context_latents=context_latents,
             context_noise=context_noise, num_frames=num_frames, temporal=self.vae.config.temporal_compression)
@@ -241,7 +258,7 @@ class VideoPipeline:
         if prompt_embeds is None:
             prompt_embeds = self.encode_prompt(prompt)
         context = self._per_video(prompt_embeds, num_videos_per_prompt)
-        model = self._velocity(context)
+        model = self._velocity(context, new_cache())
         if guidance > 1:
             if negative_prompt_embeds is None:
                 negs = [negative_prompt] * num_prompts if isinstance(negative_prompt, str) else list(negative_prompt)
@@ -253,10 +270,13 @@ class VideoPipeline:
             if self.parallel is not None and self.parallel.cfg_size > 1:
                 from vidgen.parallel.guidance import cfg_parallel
 
-                model = cfg_parallel(model, self._velocity(uncond_context), guidance, self.parallel)
-            else:
-                both = self._velocity_both(context, uncond_context) if self.batch_guidance else None
+                model = cfg_parallel(model, self._velocity(uncond_context, new_cache()), guidance, self.parallel)
+            elif self.batch_guidance:
+                caches.clear()  # the conditional-only model above is never called
+                both = self._velocity_both(context, uncond_context, new_cache())
                 model = cfg(model, self._velocity(uncond_context), guidance, model_both=both)
+            else:
+                model = cfg(model, self._velocity(uncond_context, new_cache()), guidance)
 
         # Noise (from a CPU generator, so a seed gives the same clip on every device) and clean context frames.
         if latents is None:
@@ -286,36 +306,42 @@ class VideoPipeline:
         if prefix is not None and context_noise > 0:
             latents = conditioning.restore_context(latents, prefix)
 
+        caches = tuple(caches)
         if output_type == "latent":
-            return PipelineOutput(latents, seed)
+            return PipelineOutput(latents, seed, caches)
         frames = torch.cat(list(self.decode_latents(latents, progress)), dim=1)  # (B, T, H, W, 3)
         if image is None and prefix is not None:  # continuation: only the new frames
             frames = frames[:, conditioning.pixel_frames_of(prefix.shape[2], t_comp):]
         if output_type == "pt":
-            return PipelineOutput(frames, seed)
+            return PipelineOutput(frames, seed, caches)
         frames = frames.cpu().numpy()
         if output_type == "pil":
             from PIL import Image
 
             frames = [[Image.fromarray((f * 255 + 0.5).astype("uint8")) for f in video] for video in frames]
-        return PipelineOutput(frames, seed)
+        return PipelineOutput(frames, seed, caches)
 
-    def _velocity(self, context: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _velocity(self, context: torch.Tensor,
+                  step_cache: StepCache | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The DiT as a sampler model: (x (B, C, F, h, w), σ (B,) or (B, F)) → v, float32."""
         dtype = _dtype(self.dit)
 
         kwargs = {} if self.parallel is None else {"parallel": self.parallel}
+        if step_cache is not None:
+            kwargs["step_cache"] = step_cache
 
         def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             return self.dit(x.to(dtype), to_timestep(sigma), context, **kwargs).float()
 
         return model
 
-    def _velocity_both(self, cond: torch.Tensor, uncond: torch.Tensor):
+    def _velocity_both(self, cond: torch.Tensor, uncond: torch.Tensor, step_cache: StepCache | None = None):
         """Both guidance branches in one batched forward: → (v_cond, v_uncond)."""
         dtype = _dtype(self.dit)
         both = torch.cat([cond, uncond])  # (2B, L, D)
         kwargs = {} if self.parallel is None else {"parallel": self.parallel}
+        if step_cache is not None:
+            kwargs["step_cache"] = step_cache
 
         def model(x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             v = self.dit(torch.cat([x, x]).to(dtype), to_timestep(torch.cat([sigma, sigma])), both, **kwargs).float()

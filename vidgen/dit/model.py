@@ -22,6 +22,7 @@ from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
 from vidgen.dit.config import DiTConfig
+from vidgen.dit.step_cache import StepCache
 from vidgen_kernels.attention import attention, cu_seqlens
 from vidgen_kernels.ops import apply_rope, linear, modulate, rms_norm, rope_angles, rope_rotation
 
@@ -260,9 +261,23 @@ class DiT(nn.Module):
         """Complex rotations `(f·h·w, Dh/2)` of the 3D RoPE over a token grid."""
         return rope_rotation(rope_angles(self.config.head_dim, grid, self.config.rope_theta, device=device))
 
-    def run_blocks(self, x, time_mod, context, rope, layout: TokenLayout) -> torch.Tensor:
-        """The block loop, x `(B, S, D)` -> `(B, S, D)`; the place to add sequence sharding or step caching."""
-        for block in self.blocks:
+    def run_blocks(self, x, time_mod, context, rope, layout: TokenLayout, step_cache: StepCache | None = None):
+        """The block loop, x `(B, S, D)` -> `(B, S, D)`.
+
+        With a `step_cache`, blocks 2..N may be replaced by their residual from an earlier step (see step_cache.py)."""
+        if step_cache is not None:
+            h = self.blocks[0](x, time_mod, context, rope, layout)
+            first = h - x  # (B, S, D)
+            if step_cache.reuse(first):
+                step_cache.skipped += 1
+                return h + step_cache.rest_residual
+            x = self._run(self.blocks[1:], h, time_mod, context, rope, layout)
+            step_cache.store(first, x - h)
+            return x
+        return self._run(self.blocks, x, time_mod, context, rope, layout)
+
+    def _run(self, blocks, x, time_mod, context, rope, layout):
+        for block in blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, time_mod, context, rope, layout, use_reentrant=False)
             else:
@@ -271,12 +286,16 @@ class DiT(nn.Module):
 
     # ---- forward ---------------------------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, parallel=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, parallel=None,
+                step_cache: StepCache | None = None) -> torch.Tensor:
         """x `(B, C_in, F, h, w)`, t `(B,)` or `(B, F)`, context `(B, L, text_dim)` -> `(B, C_out, F, h, w)`.
 
         `parallel`: a `vidgen.parallel.ParallelContext`; with a sequence-parallel group the tokens are sharded over it
-        (every rank passes the same inputs and gets the same full output)."""
+        (every rank passes the same inputs and gets the same full output).
+        `step_cache`: a `StepCache` of this sampling run (one per guidance branch), updated in place."""
         if parallel is not None and parallel.sp_size > 1:
+            if step_cache is not None:
+                raise NotImplementedError("step caching is not supported with sequence parallelism; drop step_cache")
             from vidgen.parallel.sequence import sequence_parallel_forward
 
             return sequence_parallel_forward(self, x, t, context, parallel)
@@ -287,7 +306,7 @@ class DiT(nn.Module):
         e, time_mod = self.embed_time(t)
         layout = TokenLayout((tokens.shape[1] // t.shape[1],) * t.shape[1])
         context = self.text_embedding(context)  # (B, L, D)
-        tokens = self.run_blocks(tokens, time_mod, context, self.rope(grid, x.device), layout)
+        tokens = self.run_blocks(tokens, time_mod, context, self.rope(grid, x.device), layout, step_cache)
         return self.unpatchify(self.head(tokens, e, layout), grid)
 
     def forward_packed(
