@@ -258,7 +258,9 @@ class VideoPipeline:
         if prompt_embeds is None:
             prompt_embeds = self.encode_prompt(prompt)
         context = self._per_video(prompt_embeds, num_videos_per_prompt)
-        model = self._velocity(context, new_cache())
+        cfg_parallel_on = self.parallel is not None and self.parallel.cfg_size > 1
+        batched = guidance > 1 and self.batch_guidance and not cfg_parallel_on
+        model = self._velocity(context, None if batched else new_cache())  # batched: called only for both branches
         if guidance > 1:
             if negative_prompt_embeds is None:
                 negs = [negative_prompt] * num_prompts if isinstance(negative_prompt, str) else list(negative_prompt)
@@ -267,12 +269,11 @@ class VideoPipeline:
             if uncond_context.shape != context.shape:
                 raise ValueError(f"negative prompt context {tuple(uncond_context.shape)} does not match the prompt "
                                  f"context {tuple(context.shape)}")
-            if self.parallel is not None and self.parallel.cfg_size > 1:
+            if cfg_parallel_on:
                 from vidgen.parallel.guidance import cfg_parallel
 
                 model = cfg_parallel(model, self._velocity(uncond_context, new_cache()), guidance, self.parallel)
-            elif self.batch_guidance:
-                caches.clear()  # the conditional-only model above is never called
+            elif batched:
                 both = self._velocity_both(context, uncond_context, new_cache())
                 model = cfg(model, self._velocity(uncond_context), guidance, model_both=both)
             else:
