@@ -1,6 +1,6 @@
 """The benchmark command line: ours vs diffusers side by side, a table of ratios, written to docs/benchmarks.md.
 
-    python scripts/bench.py                      # everything, CPU, one thread (~4 min on this machine)
+    python scripts/bench.py                      # everything, CPU, one thread (5–7 min on this shared machine)
     python scripts/bench.py --only dit,step      # parts: dit, step, vae, stream, cache
     python scripts/bench.py --device cuda        # the same on a GPU
 """
