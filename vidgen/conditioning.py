@@ -42,8 +42,6 @@ def video_frame(video, i: int):
     # A tensor in the pipeline's "pt" output layout (T, H, W, 3) is channels-last; the documented one is (T, 3, H, W).
     if isinstance(frame, torch.Tensor) and frame.shape[0] != 3 and frame.shape[-1] == 3:
         frame = frame.permute(2, 0, 1)
-    if isinstance(frame, torch.Tensor) and frame.dtype == torch.uint8:
-        frame = frame.float() / 255
     return frame
 
 

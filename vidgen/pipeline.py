@@ -353,7 +353,7 @@ def size_for_image(image, height: int | None, width: int | None) -> tuple[int, i
 
 
 def image_to_tensor(image, height: int | None = None, width: int | None = None) -> torch.Tensor:
-    """PIL image, np (H, W, 3) uint8 or float in [0, 1], or tensor (3, H, W) in [0, 1] → (1, 3, 1, H', W') in
+    """PIL image, np (H, W, 3) uint8 or float in [0, 1], or tensor (3, H, W) uint8 or float in [0, 1] → (1, 3, 1, H', W') in
     [-1, 1]; with a target size, center-cropped to its aspect ratio and resized."""
     import numpy as np
 
@@ -367,7 +367,9 @@ def image_to_tensor(image, height: int | None = None, width: int | None = None) 
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
         raise ValueError("image must be a PIL image, a numpy array (H, W, 3) or a tensor (3, H, W); got "
                          f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
-    x = image.float()[None]  # (1, 3, H, W) in [0, 1]
+    x = (image.float() / 255 if image.dtype == torch.uint8 else image.float())[None]  # (1, 3, H, W) in [0, 1]
+    if not torch.isfinite(x).all():
+        raise ValueError("image has non-finite values (NaN or inf); expected pixel values in [0, 1]")
     if height is not None and width is not None and tuple(x.shape[-2:]) != (height, width):
         h, w = x.shape[-2:]
         scale = max(height / h, width / w)  # cover the target, then crop the overflow equally on both sides
