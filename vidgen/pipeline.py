@@ -353,10 +353,19 @@ def size_for_image(image, height: int | None, width: int | None) -> tuple[int, i
 
 
 def image_to_tensor(image, height: int | None = None, width: int | None = None) -> torch.Tensor:
-    """PIL image, np (H, W, 3) uint8 or float in [0, 1], or tensor (3, H, W) uint8 or float in [0, 1] → (1, 3, 1, H', W') in
-    [-1, 1]; with a target size, center-cropped to its aspect ratio and resized."""
+    """An image → (1, 3, 1, H', W') in [-1, 1]; with a target size, center-cropped to its aspect ratio and resized.
+
+    Accepted: a file path, a PIL image, a numpy array (H, W, 3) uint8 or float in [0, 1], a tensor (3, H, W) uint8 or
+    float in [0, 1]."""
     import numpy as np
 
+    if isinstance(image, (str, Path)):
+        from PIL import Image
+
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"image file not found: {image}")
+        with Image.open(image) as im:
+            image = im.convert("RGB")
     if hasattr(image, "convert"):  # PIL
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):
