@@ -47,7 +47,7 @@ def test_image_forms_agree(pipe, image):
     (np.zeros((32, 32, 4), dtype=np.uint8), r"\(H, W, 3\)"),
     (np.zeros((32, 32), dtype=np.uint8), r"\(H, W, 3\)"),
     (torch.zeros(1, 32, 32), r"\(3, H, W\)"),
-    ("first.png", "PIL image"),
+    (42, "PIL image"),
 ])
 def test_bad_image_is_a_clear_error(pipe, image, message):
     with pytest.raises(ValueError, match=message):
@@ -136,7 +136,7 @@ def test_default_context_frames_fit_short_videos(pipe):
     assert torch.equal(out[:, :, :1], ref)
 
 
-def test_image_forms_agree(tmp_path):
+def test_image_to_tensor_forms_agree(tmp_path):
     """A PIL image, a uint8 array, a float array and uint8/float tensors of the same pixels give one tensor."""
     import numpy as np
     from PIL import Image
