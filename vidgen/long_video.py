@@ -44,8 +44,8 @@ import torch
 from vidgen.checks import check_generation_args
 from vidgen.conditioning import check_context_frames
 from vidgen.config_io import to_dict
-from vidgen.drift import ColorAnchor, StreamDriftMeter
-from vidgen.metrics import DriftReport
+from vidgen.drift import ColorAnchor
+from vidgen.metrics import DriftMeter, DriftReport
 from vidgen.video_io import VideoWriter, check_output_path, to_uint8
 
 HANDOVERS = ("pixel", "latent")
@@ -158,7 +158,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
     t_comp = pipe.vae.config.temporal_compression
     k, n = run["context_frames"], config.segments
     m = 1 + (k - 1) // t_comp  # context latent frames
-    meter, anchor = StreamDriftMeter(), ColorAnchor()
+    meter, anchor = DriftMeter(), ColorAnchor()
     tail: deque[np.ndarray] = deque(maxlen=k)  # the last K written frames
     decoder, context = None, None
     if carry is not None:
@@ -199,7 +199,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
                     frames = to_uint8(chunk)
                     writer.write(frames)
                     frames_file.write(frames)
-                    meter.add(frames)
+                    meter.add_frames(frames)
                     tail.extend(frames)
                     written += len(frames)
             meter.end_segment()
