@@ -23,7 +23,7 @@ VIDEO_FORMATS = {
 IMAGE_FORMATS = (".png", ".jpg", ".jpeg")
 PILLOW_FORMATS = IMAGE_FORMATS + (".gif",)
 H264_CRF = 18  # visually near-lossless; the library default (23) visibly blurs small generated videos
-# Lossless H.264 stores RGB itself (no 4:2:0 chroma), so it decodes bit-exact; players other than FFmpeg's may refuse it.
+# Lossless H.264 stores RGB itself (no 4:2:0 chroma), so it decodes bit-exact; players other than FFmpeg may refuse it.
 LOSSLESS_FORMATS = (".mp4", ".mkv", ".mov")
 
 
