@@ -83,7 +83,12 @@ def key_table(fmt: str, config: DiTConfig, model: nn.Module) -> dict[str, tuple[
     params = dict(model.named_parameters())
     if fmt == "vidgen":
         return {name: (name,) for name in params}
-    table = {ours: theirs for ours, theirs in FOREIGN_FORMATS[fmt].key_table(config).items() if ours in params}
+    converter = FOREIGN_FORMATS[fmt]
+    rows = dict(converter.GLOBAL)
+    for i in range(config.num_layers):
+        rows.update({f"blocks.{i}.{ours}": tuple(f"blocks.{i}.{t}" for t in theirs)
+                     for ours, theirs in converter.BLOCK.items()})
+    table = {ours: theirs for ours, theirs in rows.items() if ours in params}  # rows a config lacks are dropped
     unmapped = sorted(set(params) - set(table))
     if unmapped:  # a bug in the converter table, not in the user's checkpoint
         raise RuntimeError(f"{fmt} converter has no row for parameters {unmapped[:5]}")
