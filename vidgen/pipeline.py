@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from vidgen import conditioning
 from vidgen.config_io import from_dict, to_dict
+from vidgen.files import replace_folder
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
 from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
@@ -112,13 +113,7 @@ class VideoPipeline:
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder", tmp / "tokenizer")
             (tmp / OUR_CONFIG).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old{os.getpid()}")
-                os.replace(folder, old)
-                os.replace(tmp, folder)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, folder)
+            replace_folder(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return folder

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from safetensors.torch import save_file
 
 from vidgen.data.buckets import SampleKey
 from vidgen.data.latent_cache import INDEX, NULL
+from vidgen.files import replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,7 @@ def precompute(dataset, vae, text, text_len: int, folder: str | Path, *, batch_s
         index = {"text_len": text_len, "buckets": [list(s) for s in sorted(latent_buckets, key=latent_buckets.get)],
                  "samples": records}
         (tmp / INDEX).write_text(json.dumps(index))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -6,7 +6,6 @@ Item `i` of a dataset with seed `s` is always the same clip: its random numbers 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidgen.files import replace_folder
 from vidgen.shapes.world import DEFAULT_FRAMES, DEFAULT_SIZE, FPS, ClipSpec, render_clip, sample_spec
 from vidgen.video_io import save_video
 
@@ -118,13 +118,7 @@ def write_dataset(
                 record = {"path": f"{name}.mp4", "caption": spec.text, "fps": fps, "frames": len(clip),
                           "spec": asdict(spec)}
                 manifest.write(json.dumps(record) + "\n")
-        if folder.exists():  # overwrite: move the old one aside first so a failure never leaves a half folder
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, old / "x")
-            os.replace(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, folder)
+        replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -8,12 +8,12 @@ Everything is built locally from the world's vocabulary: nothing is downloaded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidgen.files import replace_folder
 from vidgen.shapes.world import BACKGROUNDS, CAPTION_TEMPLATE, COLOURS, DIRECTIONS, SHAPES
 
 # T5's special-token layout: pad 0 (also the decoder start), eos 1, unk 2.
@@ -123,9 +123,7 @@ def build_shapes_text_encoder(
             obj.save_pretrained(tmp)
             if name == "tokenizer":
                 _portable_tokenizer_class(tmp / "tokenizer_config.json")
-            if targets[name].exists():
-                shutil.rmtree(targets[name])
-            os.replace(tmp, targets[name])
+            replace_folder(tmp, targets[name])
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
