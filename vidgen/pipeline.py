@@ -21,10 +21,10 @@ from tqdm.auto import tqdm
 
 from vidgen import conditioning
 from vidgen.config_io import from_dict, to_dict
-from vidgen.files import replace_folder
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
 from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
+from vidgen.files import replace_folder
 from vidgen.samplers import CleanFrames, StepInfo, cfg, get_sampler
 from vidgen.text import TextEncoder
 
