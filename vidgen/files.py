@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -20,6 +21,22 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield a new hidden folder beside `folder` to fill; when the block ends without error it replaces `folder`
+    (see `replace_folder`), on an error it is removed and `folder` is left as it was."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a killed writer with our process id
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_folder(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def replace_folder(tmp: str | Path, folder: str | Path) -> Path:

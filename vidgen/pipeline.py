@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,7 +22,7 @@ from vidgen.config_io import from_dict, to_dict
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
 from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
-from vidgen.files import replace_folder
+from vidgen.files import atomic_folder
 from vidgen.samplers import CleanFrames, StepInfo, cfg, get_sampler
 from vidgen.text import TextEncoder
 
@@ -105,17 +103,11 @@ class VideoPipeline:
         folder = Path(folder)
         if folder.exists() and not overwrite:
             raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it")
-        tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir(parents=True)
+        with atomic_folder(folder) as tmp:
             self.dit.save_pretrained(tmp / "transformer")
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder", tmp / "tokenizer")
             (tmp / OUR_CONFIG).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
-            replace_folder(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "VideoPipeline":

@@ -6,8 +6,6 @@ Item `i` of a dataset with seed `s` is always the same clip: its random numbers 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vidgen.files import replace_folder
+from vidgen.files import atomic_folder
 from vidgen.shapes.world import DEFAULT_FRAMES, DEFAULT_SIZE, FPS, ClipSpec, render_clip, sample_spec
 from vidgen.video_io import save_video
 
@@ -102,9 +100,7 @@ def write_dataset(
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it or choose another folder")
     ShapesDataset(n, seed, frames=frames, size=size, split=split, image_ratio=image_ratio)  # validates arguments first
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         with open(tmp / MANIFEST, "w") as manifest:
             for i in range(n):
                 spec, is_image = item_spec(seed, i, split, image_ratio)
@@ -118,10 +114,6 @@ def write_dataset(
                 record = {"path": f"{name}.mp4", "caption": spec.text, "fps": fps, "frames": len(clip),
                           "spec": asdict(spec)}
                 manifest.write(json.dumps(record) + "\n")
-        replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
