@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vidgen import conditioning
+from vidgen.conditioning import video_to_frames
 from vidgen.config_io import from_dict, to_dict
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
@@ -313,20 +314,6 @@ class VideoPipeline:
 
 def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
-
-
-def video_to_frames(video) -> list:
-    """Frames with a leading time axis (np (T, H, W, 3), tensor (T, 3, H, W), or a list of images) → a list."""
-    if isinstance(video, (list, tuple)):
-        frames = list(video)
-    elif hasattr(video, "ndim") and video.ndim == 4:
-        frames = list(video)
-    else:
-        raise ValueError("video must be frames with a leading time axis: np (T, H, W, 3), tensor (T, 3, H, W) or a "
-                         f"list of images; got {type(video).__name__} {tuple(getattr(video, 'shape', ()))}")
-    if not frames:
-        raise ValueError("video= has no frames")
-    return frames
 
 
 def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
