@@ -114,20 +114,21 @@ class DriftMeter:
         self._within_pairs = 0
         self._lab_sum = np.zeros(3)  # Σ Lab over the pixels of the open segment
         self._pixels = 0
-        self._last: np.ndarray | None = None  # the previous frame, (H, W, 3) float in [0, 1]
+        self._last: np.ndarray | None = None  # the previous frame (H, W, 3), uint8 or float in [0, 1] as given
         self._new_segment = True
 
     def add(self, frames) -> None:
         """Add the next whole segment, frames (T, H, W, 3) uint8 or float in [0, 1]; T = 1 is allowed."""
-        seg = _unit_float(frames)
-        if seg.ndim != 4 or seg.shape[-1] != 3 or seg.shape[0] < 1:
-            raise ValueError(f"a segment must be frames (T, H, W, 3) with T >= 1, got shape {seg.shape}")
-        self.add_frames(seg)
+        shape = _numpy(frames).shape
+        if len(shape) != 4 or shape[-1] != 3 or shape[0] < 1:
+            raise ValueError(f"a segment must be frames (T, H, W, 3) with T >= 1, got shape {shape}")
+        self.add_frames(frames)
         self.end_segment()
 
     def add_frames(self, frames) -> None:
         """Add the next frames (t, H, W, 3) of the open segment, uint8 or float in [0, 1]; t = 0 does nothing."""
-        seg = _unit_float(frames)
+        given = _numpy(frames)
+        seg = _unit_float(given)
         if seg.ndim != 4 or seg.shape[-1] != 3:
             raise ValueError(f"frames must be (T, H, W, 3), got shape {seg.shape}")
         if len(seg) == 0:
@@ -138,7 +139,7 @@ class DriftMeter:
         self._lab_sum += srgb_to_lab(seg).reshape(-1, 3).sum(axis=0)
         self._pixels += seg.shape[0] * seg.shape[1] * seg.shape[2]
         if self._last is not None:
-            step = float(np.abs(seg[0] - self._last).mean())
+            step = float(np.abs(seg[0] - _unit_float(self._last)).mean())
             if self._new_segment:
                 self._seams.append(step)
             else:
@@ -147,7 +148,8 @@ class DriftMeter:
         if len(seg) > 1:
             self._within_sum += float(np.abs(np.diff(seg, axis=0)).mean(axis=(1, 2, 3)).sum())
             self._within_pairs += len(seg) - 1
-        self._last = seg[-1].copy()
+        # uint8 is kept as it came: the resume state of a long video stays 8× smaller than float64
+        self._last = (given if given.dtype == np.uint8 else seg)[-1].copy()
         self._new_segment = False
 
     def end_segment(self) -> None:
@@ -183,8 +185,7 @@ class DriftMeter:
         self._labs = [tuple(float(v) for v in lab) for lab in state["labs"]]
         self._seams = [float(s) for s in state["seams"]]
         self._within_sum, self._within_pairs = state["within_sum"], state["within_pairs"]
-        # `last` may be a uint8 frame (states written before the meters were one); stored as float in [0, 1]
-        self._last = None if state["last"] is None else _unit_float(state["last"])
+        self._last = None if state["last"] is None else _numpy(state["last"])
 
 
 def drift_report(segments: Iterable) -> DriftReport:
