@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -20,10 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 from vidgen import conditioning
+from vidgen.conditioning import video_to_frames
 from vidgen.config_io import from_dict, to_dict
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
 from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
+from vidgen.files import atomic_folder
 from vidgen.samplers import CleanFrames, StepInfo, cfg, get_sampler
 from vidgen.text import TextEncoder
 
@@ -104,23 +104,11 @@ class VideoPipeline:
         folder = Path(folder)
         if folder.exists() and not overwrite:
             raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it")
-        tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir(parents=True)
+        with atomic_folder(folder) as tmp:
             self.dit.save_pretrained(tmp / "transformer")
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder", tmp / "tokenizer")
             (tmp / OUR_CONFIG).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old{os.getpid()}")
-                os.replace(folder, old)
-                os.replace(tmp, folder)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "VideoPipeline":
@@ -326,20 +314,6 @@ class VideoPipeline:
 
 def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
-
-
-def video_to_frames(video) -> list:
-    """Frames with a leading time axis (np (T, H, W, 3), tensor (T, 3, H, W), or a list of images) → a list."""
-    if isinstance(video, (list, tuple)):
-        frames = list(video)
-    elif hasattr(video, "ndim") and video.ndim == 4:
-        frames = list(video)
-    else:
-        raise ValueError("video must be frames with a leading time axis: np (T, H, W, 3), tensor (T, 3, H, W) or a "
-                         f"list of images; got {type(video).__name__} {tuple(getattr(video, 'shape', ()))}")
-    if not frames:
-        raise ValueError("video= has no frames")
-    return frames
 
 
 def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
