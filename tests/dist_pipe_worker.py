@@ -1,12 +1,9 @@
 """torchrun worker: guidance-parallel and sequence-parallel generation (and tile-parallel decode) against one process."""
 
-import json
-import sys
-
 import torch
-import torch.distributed as dist
 
 from causal_vae.tiling import Tiling
+from tests.distributed import report_and_exit
 from tests.tiny_pipeline import tiny_vidgen_pipeline
 from vidgen.parallel import ParallelContext, init_distributed
 
@@ -33,8 +30,4 @@ if __name__ == "__main__":
     want = ((pipe.vae.decode(ref, tiling=tiling) + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1)
     results["sequence_parallel_tiled_decode"] = (frames - want).abs().max().item()
 
-    everyone = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, results)
-    if dist.get_rank() == 0:
-        json.dump(everyone, open(sys.argv[1], "w"))
-    dist.destroy_process_group()
+    report_and_exit(results)

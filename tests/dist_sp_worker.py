@@ -1,12 +1,11 @@
 """torchrun worker: sequence-parallel DiT forward and gradients against the single-process model on every rank."""
 
 import dataclasses
-import json
-import sys
 
 import torch
 import torch.distributed as dist
 
+from tests.distributed import report_and_exit
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT
 from vidgen.parallel import ParallelContext, init_distributed
@@ -67,8 +66,4 @@ if __name__ == "__main__":
     init_distributed("gloo")
     torch.set_num_threads(1)
     results = {name: forward_case(**case) for name, case in CASES.items()}
-    everyone = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, results)
-    if dist.get_rank() == 0:
-        json.dump(everyone, open(sys.argv[1], "w"))
-    dist.destroy_process_group()
+    report_and_exit(results)

@@ -2,12 +2,11 @@
 torch FSDP2 (`fully_shard`) and sequence parallelism; rank 0 reports the largest weight difference of each."""
 
 import copy
-import json
-import sys
 
 import torch
 import torch.distributed as dist
 
+from tests.distributed import report_and_exit
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT
 from vidgen.parallel import ParallelContext
@@ -86,8 +85,4 @@ if __name__ == "__main__":
     results["sequence_parallel"] = max_diff(train(copy.deepcopy(base), sp_step).state_dict(), ref)
     moved = max_diff(base.state_dict(), ref)
     results["moved"] = moved  # the steps must change the weights, or equality would prove nothing
-    everyone = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, results)
-    if rank == 0:
-        json.dump(everyone, open(sys.argv[1], "w"))
-    dist.destroy_process_group()
+    report_and_exit(results)

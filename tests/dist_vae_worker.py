@@ -1,14 +1,11 @@
 """torchrun worker: tile-parallel streamed VAE decode against the single-process tiled decode."""
 
-import json
-import sys
-
 import torch
-import torch.distributed as dist
 
 from causal_vae import CausalVAE
 from causal_vae.config import preset
 from causal_vae.tiling import Tiling
+from tests.distributed import report_and_exit
 from vidgen.parallel import init_distributed
 from vidgen.parallel.vae import parallel_decode, parallel_stream_decode
 
@@ -28,8 +25,4 @@ if __name__ == "__main__":
     parts = list(parallel_stream_decode(vae, [z[:, :, :1], z[:, :, 1:]], Tiling(32, 16)))
     results["stream"] = {"max_diff": (torch.cat(parts, 2) - vae.decode(z, tiling=Tiling(32, 16))).abs().max().item(),
                          "shape_ok": len(parts) == 3}
-    everyone = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, results)
-    if dist.get_rank() == 0:
-        json.dump(everyone, open(sys.argv[1], "w"))
-    dist.destroy_process_group()
+    report_and_exit(results)

@@ -27,3 +27,15 @@ def torchrun(script: str, out: Path, *args: str, nproc: int = 2, timeout: float 
     if proc.returncode != 0:
         raise AssertionError(f"torchrun {script} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return json.loads(Path(out).read_text())
+
+
+def report_and_exit(results: dict) -> None:
+    """Worker side: gather every rank's `results` onto rank 0, which writes them as JSON to the path `torchrun` gave
+    (sys.argv[1]), then leave the process group."""
+    import torch.distributed as dist
+
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, results)
+    if dist.get_rank() == 0:
+        Path(sys.argv[1]).write_text(json.dumps(everyone))
+    dist.destroy_process_group()

@@ -11,12 +11,13 @@ import os
 import platform
 import resource
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from vidgen.files import write_atomic
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -133,8 +134,4 @@ def write_section(name: str, markdown: str, path: Path | str = BENCHMARKS_MD) ->
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda tmp: tmp.write_text(text))

@@ -44,8 +44,9 @@ import torch
 from vidgen.checks import check_generation_args
 from vidgen.conditioning import check_context_frames
 from vidgen.config_io import to_dict
-from vidgen.drift import ColorAnchor, StreamDriftMeter
-from vidgen.metrics import DriftReport
+from vidgen.drift import ColorAnchor
+from vidgen.files import write_atomic
+from vidgen.metrics import DriftMeter, DriftReport
 from vidgen.video_io import VideoWriter, check_output_path, to_uint8
 
 HANDOVERS = ("pixel", "latent")
@@ -158,7 +159,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
     t_comp = pipe.vae.config.temporal_compression
     k, n = run["context_frames"], config.segments
     m = 1 + (k - 1) // t_comp  # context latent frames
-    meter, anchor = StreamDriftMeter(), ColorAnchor()
+    meter, anchor = DriftMeter(), ColorAnchor()
     tail: deque[np.ndarray] = deque(maxlen=k)  # the last K written frames
     decoder, context = None, None
     if carry is not None:
@@ -199,7 +200,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
                     frames = to_uint8(chunk)
                     writer.write(frames)
                     frames_file.write(frames)
-                    meter.add(frames)
+                    meter.add_frames(frames)
                     tail.extend(frames)
                     written += len(frames)
             meter.end_segment()
@@ -290,15 +291,6 @@ def comparison_table(reports: dict[str, DriftReport]) -> str:
 # --- resume state -----------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class _FramesFile:
     """Raw uint8 frames appended to a gzip file under a temporary name; `commit()` renames it into place."""
 
@@ -335,7 +327,7 @@ class _State:
     def begin(self, run: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.exists():
-            _atomic_write(self.folder / "run.json", lambda p: p.write_text(json.dumps(run, indent=1)))
+            write_atomic(self.folder / "run.json", lambda p: p.write_text(json.dumps(run, indent=1)))
 
     def seed(self) -> int:
         return json.loads((self.folder / "run.json").read_text())["seed"]
@@ -369,11 +361,11 @@ class _State:
                 yield np.frombuffer(f.read(h * w * 3), dtype=np.uint8).reshape(1, h, w, 3)
 
     def commit(self, i: int, seed: int, written: int, carry: dict) -> None:
-        _atomic_write(self._name(i, "carry.pt"), lambda p: torch.save(_carry_to_saved(carry), p))
+        write_atomic(self._name(i, "carry.pt"), lambda p: torch.save(_carry_to_saved(carry), p))
         h, w = carry["tail"][-1].shape[:2]
         frames = written - sum(json.loads(self._name(j, "json").read_text())["frames"] for j in range(i))
         info = {"segment": i, "seed": seed, "frames": frames, "frames_written": written, "frame_size": [h, w]}
-        _atomic_write(self._name(i, "json"), lambda p: p.write_text(json.dumps(info)))
+        write_atomic(self._name(i, "json"), lambda p: p.write_text(json.dumps(info)))
         if i > 0:
             self._name(i - 1, "carry.pt").unlink(missing_ok=True)  # only the latest carry is ever needed
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -20,11 +18,13 @@ import torch
 from tqdm.auto import tqdm
 
 from vidgen import conditioning
+from vidgen.conditioning import video_to_frames
 from vidgen.config_io import from_dict, to_dict
 from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
 from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
+from vidgen.files import atomic_folder
 from vidgen.samplers import CleanFrames, StepInfo, cfg, get_sampler
 from vidgen.text import TextEncoder
 
@@ -108,23 +108,11 @@ class VideoPipeline:
         folder = Path(folder)
         if folder.exists() and not overwrite:
             raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it")
-        tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir(parents=True)
+        with atomic_folder(folder) as tmp:
             self.dit.save_pretrained(tmp / "transformer")
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder", tmp / "tokenizer")
             (tmp / OUR_CONFIG).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old{os.getpid()}")
-                os.replace(folder, old)
-                os.replace(tmp, folder)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "VideoPipeline":
@@ -355,20 +343,6 @@ def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def video_to_frames(video) -> list:
-    """Frames with a leading time axis (np (T, H, W, 3), tensor (T, 3, H, W), or a list of images) → a list."""
-    if isinstance(video, (list, tuple)):
-        frames = list(video)
-    elif hasattr(video, "ndim") and video.ndim == 4:
-        frames = list(video)
-    else:
-        raise ValueError("video must be frames with a leading time axis: np (T, H, W, 3), tensor (T, 3, H, W) or a "
-                         f"list of images; got {type(video).__name__} {tuple(getattr(video, 'shape', ()))}")
-    if not frames:
-        raise ValueError("video= has no frames")
-    return frames
-
-
 def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
     """Fill in a missing height/width from the image, keeping its aspect ratio, rounded down to multiples of 16."""
     h, w = image_to_tensor(image).shape[-2:]
@@ -380,10 +354,19 @@ def size_for_image(image, height: int | None, width: int | None) -> tuple[int, i
 
 
 def image_to_tensor(image, height: int | None = None, width: int | None = None) -> torch.Tensor:
-    """PIL image, np (H, W, 3) uint8 or float in [0, 1], or tensor (3, H, W) in [0, 1] → (1, 3, 1, H', W') in
-    [-1, 1]; with a target size, center-cropped to its aspect ratio and resized."""
+    """An image → (1, 3, 1, H', W') in [-1, 1]; with a target size, center-cropped to its aspect ratio and resized.
+
+    Accepted: a file path, a PIL image, a numpy array (H, W, 3) uint8 or float in [0, 1], a tensor (3, H, W) uint8 or
+    float in [0, 1]."""
     import numpy as np
 
+    if isinstance(image, (str, Path)):
+        from PIL import Image
+
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"image file not found: {image}")
+        with Image.open(image) as im:
+            image = im.convert("RGB")
     if hasattr(image, "convert"):  # PIL
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):
@@ -394,7 +377,9 @@ def image_to_tensor(image, height: int | None = None, width: int | None = None) 
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
         raise ValueError("image must be a PIL image, a numpy array (H, W, 3) or a tensor (3, H, W); got "
                          f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
-    x = image.float()[None]  # (1, 3, H, W) in [0, 1]
+    x = (image.float() / 255 if image.dtype == torch.uint8 else image.float())[None]  # (1, 3, H, W) in [0, 1]
+    if not torch.isfinite(x).all():
+        raise ValueError("image has non-finite values (NaN or inf); expected pixel values in [0, 1]")
     if height is not None and width is not None and tuple(x.shape[-2:]) != (height, width):
         h, w = x.shape[-2:]
         scale = max(height / h, width / w)  # cover the target, then crop the overflow equally on both sides

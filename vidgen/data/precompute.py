@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,6 +15,7 @@ from safetensors.torch import save_file
 
 from vidgen.data.buckets import SampleKey
 from vidgen.data.latent_cache import INDEX, NULL
+from vidgen.files import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +28,7 @@ def precompute(dataset, vae, text, text_len: int, folder: str | Path, *, batch_s
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} exists; pass overwrite=True or choose another folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         save_file({"context": _real_tokens(text([""])[0])}, str(tmp / NULL))
         entries = dataset.entries
         by_bucket: dict[int, list[int]] = {}
@@ -67,12 +63,6 @@ def precompute(dataset, vae, text, text_len: int, folder: str | Path, *, batch_s
         index = {"text_len": text_len, "buckets": [list(s) for s in sorted(latent_buckets, key=latent_buckets.get)],
                  "samples": records}
         (tmp / INDEX).write_text(json.dumps(index))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("cached %d samples in %s", len(entries), folder)
     return folder
 

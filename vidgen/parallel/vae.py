@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 import torch
 import torch.distributed as dist
 
-from causal_vae.tiling import Tiling, _ramp, tile_starts
+from causal_vae.tiling import Tiling, blend_ramp, tile_starts
 
 
 def parallel_stream_decode(vae, parts: Iterable[torch.Tensor], tiling: Tiling, group=None) -> Iterator[torch.Tensor]:
@@ -71,8 +71,8 @@ def parallel_stream_decode(vae, parts: Iterable[torch.Tensor], tiling: Tiling, g
 
 def _blend(oh: int, ow: int, overlap: int, i: int, k: int, rows: list, cols: list, like: torch.Tensor) -> torch.Tensor:
     """`(oh, ow)` weights of tile (i, k): ramps on the sides that overlap a neighbour, as `causal_vae.tiling` blends."""
-    rows_w = _ramp(oh, overlap, i > 0, i < len(rows) - 1, like)
-    cols_w = _ramp(ow, overlap, k > 0, k < len(cols) - 1, like)
+    rows_w = blend_ramp(oh, overlap, i > 0, i < len(rows) - 1, like)
+    cols_w = blend_ramp(ow, overlap, k > 0, k < len(cols) - 1, like)
     return torch.outer(rows_w, cols_w)
 
 
