@@ -22,6 +22,7 @@ _EXPORTS = {
     "TextEncoder": "vidgen.text",
     "generate_long_video": "vidgen.long_video",
     "LongVideoConfig": "vidgen.long_video",
+    "StepCacheConfig": "vidgen.dit.step_cache",
 }
 
 __all__ = sorted(_EXPORTS)
