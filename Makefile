@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/vidgen generate "a red circle moving right on a black background" -o demo.mp4 --overwrite
+	$(VENV)/bin/vidgen demo -o demo.mp4 --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
