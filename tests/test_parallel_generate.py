@@ -9,7 +9,8 @@ import pytest
 
 from tests.distributed import ROOT, torchrun
 from vidgen.parallel import ParallelContext
-from vidgen.parallel.generate import my_prompts, output_name, read_prompts
+from vidgen.parallel.generate import my_prompts, output_name
+from vidgen.text import read_prompts
 
 
 @pytest.fixture(scope="module")

@@ -94,17 +94,6 @@ def prompt_for_segment(prompts: list[str], i: int) -> str:
     return prompts[min(i, len(prompts) - 1)]
 
 
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per non-blank line of a text file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompts file {str(path)!r} does not exist")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not prompts:
-        raise ValueError(f"prompts file {str(path)!r} has no prompts; expected one prompt per line")
-    return prompts
-
-
 class StreamDecoder:
     """One causal VAE decode stream with an explicit, savable cache: latent chunks → float frames in [0, 1].
 

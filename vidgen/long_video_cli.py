@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_prompts(prompt: str | None, prompts_file: str | None, segments: int | None) -> tuple[list[str], int]:
     """(prompts, segments) from the arguments; ValueError with the fix when they do not fit."""
-    from vidgen.long_video import read_prompts
+    from vidgen.text import read_prompts
 
     if (prompt is None) == (prompts_file is None):
         raise ValueError("give either a PROMPT or --prompts FILE (exactly one)")

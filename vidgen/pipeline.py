@@ -7,7 +7,6 @@ loop with latent frame 0 held clean (σ = 0): conditioning is data (`samplers.Cl
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
 from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
 from vidgen.files import atomic_folder
-from vidgen.samplers import CleanFrames, StepInfo, cfg, get_sampler
+from vidgen.samplers import StepInfo, cfg, get_sampler
 from vidgen.text import TextEncoder
 
 

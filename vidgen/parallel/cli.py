@@ -58,7 +58,8 @@ def generate(args: argparse.Namespace, argv: list[str]) -> int:
 
     from causal_vae.tiling import Tiling
     from vidgen.parallel.context import ParallelContext, init_distributed
-    from vidgen.parallel.generate import generate_many, output_paths, read_prompts, shared_seed
+    from vidgen.parallel.generate import generate_many, output_paths, shared_seed
+    from vidgen.text import read_prompts
     from vidgen.pipeline import VideoPipeline
 
     if args.prompt is not None and args.prompts:

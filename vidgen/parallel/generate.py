@@ -19,15 +19,6 @@ from vidgen.parallel.context import ParallelContext
 SLUG_CHARS = 40  # of the prompt kept in a file name
 
 
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per line; blank lines and lines starting with '#' are skipped."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not prompts:
-        raise ValueError(f"{path} holds no prompts; expected one prompt per line")
-    return prompts
-
-
 def output_name(index: int, prompt: str, suffix: str = ".mp4") -> str:
     """`00012-a-red-circle-moves-left.mp4`: the index makes it unique, the slug makes it readable."""
     slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:SLUG_CHARS].rstrip("-") or "prompt"
