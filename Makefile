@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/vidgen demo -o demo.mp4
+	$(VENV)/bin/vidgen demo -o demo.mp4 --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -10,6 +10,8 @@ import importlib
 _EXPORTS = {
     "CausalVAE": "causal_vae.model",
     "VAEConfig": "causal_vae.config",
+    "TemporalCache": "causal_vae.cache",
+    "Tiling": "causal_vae.tiling",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -91,6 +91,8 @@ class Decoder(nn.Module):
 
 
 class CausalVAE(nn.Module):
+    """The VAE: `encode`/`decode` and their streaming forms for inference, `posterior`/`decode_raw` for training."""
+
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config
@@ -101,16 +103,9 @@ class CausalVAE(nn.Module):
         self.decoder = Decoder(config)
         self.num_encoder_slots = assign_slots(self.encoder)
         self.num_decoder_slots = assign_slots(self.decoder)
-        # Not in the state dict (the checkpoint formats keep them in the config), but moved by .to().
-        stats = torch.tensor([config.latents_mean, config.latents_std], dtype=torch.float32)
-        self.register_buffer("latents_mean", stats[0].view(1, z, 1, 1, 1), persistent=False)
-        self.register_buffer("latents_std", stats[1].view(1, z, 1, 1, 1), persistent=False)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.conv_dtype()
-
-    def conv_dtype(self) -> torch.dtype:
         return self.quant_conv.weight.dtype
 
     @property
@@ -159,12 +154,20 @@ class CausalVAE(nn.Module):
         x, _ = self.decode_step(z_raw.to(self.dtype), self.empty_decoder_cache())
         return x
 
+    def latent_stats(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (mean, std), each (1, z_dim, 1, 1, 1) fp32: built from the config so a bf16 model keeps them exact."""
+        stats = torch.tensor([self.config.latents_mean, self.config.latents_std], dtype=torch.float32, device=device)
+        return stats[0].view(1, -1, 1, 1, 1), stats[1].view(1, -1, 1, 1, 1)
+
     def normalize(self, z_raw: torch.Tensor) -> torch.Tensor:
-        """Raw latents -> the normalised space the DiT works in: (z - mean) / std per channel."""
-        return ((z_raw.float() - self.latents_mean) / self.latents_std).to(z_raw.dtype)
+        """Raw latents (B, z_dim, F, h, w) -> the normalised space the DiT works in: (z - mean) / std per channel."""
+        mean, std = self.latent_stats(z_raw.device)
+        return ((z_raw.float() - mean) / std).to(z_raw.dtype)
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        return (z.float() * self.latents_std + self.latents_mean).to(z.dtype)
+        """Normalised latents -> raw latents: z * std + mean per channel."""
+        mean, std = self.latent_stats(z.device)
+        return (z.float() * std + mean).to(z.dtype)
 
     # --- public inference API ------------------------------------------------------------------------------------
 
@@ -233,6 +236,8 @@ class CausalVAE(nn.Module):
         seen = 0
         shape = None
         for i, part in enumerate(parts):
+            if isinstance(part, torch.Tensor) and part.dim() == 5 and part.shape[2] == 0:
+                continue  # an empty chunk adds nothing, as in stream_encode
             check_latents(part, self.config, where=f"stream_decode part {i}")
             if shape is None:
                 shape = (part.shape[0], part.shape[3], part.shape[4])

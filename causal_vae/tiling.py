@@ -38,7 +38,7 @@ def tile_starts(length: int, size: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-def _ramp(size: int, overlap: int, lead: bool, trail: bool, like: torch.Tensor) -> torch.Tensor:
+def blend_ramp(size: int, overlap: int, lead: bool, trail: bool, like: torch.Tensor) -> torch.Tensor:
     """1D blend weights (size,): rising over the first `overlap` entries if `lead`, falling over the last if `trail`."""
     w = torch.ones(size, dtype=torch.float32, device=like.device)
     if overlap > 0:
@@ -96,7 +96,7 @@ class TiledStep:
                 oh, ow = y.shape[-2:]
                 ov = round(overlap * self.scale)
                 w = torch.outer(
-                    _ramp(oh, ov, i > 0, i < len(rows) - 1, y), _ramp(ow, ov, j > 0, j < len(cols) - 1, y)
+                    blend_ramp(oh, ov, i > 0, i < len(rows) - 1, y), blend_ramp(ow, ov, j > 0, j < len(cols) - 1, y)
                 )  # (oh, ow)
                 R, C = round(r * self.scale), round(c * self.scale)
                 out[..., R : R + oh, C : C + ow] += y.float() * w

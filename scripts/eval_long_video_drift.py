@@ -6,7 +6,6 @@
 
 import argparse
 import tempfile
-from pathlib import Path
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ def test_image_forms_agree(pipe, image):
     (np.zeros((32, 32, 4), dtype=np.uint8), r"\(H, W, 3\)"),
     (np.zeros((32, 32), dtype=np.uint8), r"\(H, W, 3\)"),
     (torch.zeros(1, 32, 32), r"\(3, H, W\)"),
-    ("first.png", "PIL image"),
+    (42, "PIL image"),
 ])
 def test_bad_image_is_a_clear_error(pipe, image, message):
     with pytest.raises(ValueError, match=message):
@@ -134,3 +134,22 @@ def test_default_context_frames_fit_short_videos(pipe):
     assert out.shape == (1, 4, 2, 2, 2)  # a 3-frame video gives 1 context frame (the most valid count it holds)
     ref = pipe.vae.encode(torch.from_numpy(_video(3)[-1:]).permute(3, 0, 1, 2)[None] * 2 - 1)
     assert torch.equal(out[:, :, :1], ref)
+
+
+def test_image_to_tensor_forms_agree(tmp_path):
+    """A PIL image, a uint8 array, a float array and uint8/float tensors of the same pixels give one tensor."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    ref = image_to_tensor(rgb)
+    assert ref.shape == (1, 3, 1, 8, 12) and ref.min() >= -1 and ref.max() <= 1
+    Image.fromarray(rgb).save(tmp_path / "frame.png")
+    forms = [tmp_path / "frame.png", str(tmp_path / "frame.png"), Image.fromarray(rgb), rgb.astype(np.float32) / 255, torch.from_numpy(rgb).permute(2, 0, 1),
+             torch.from_numpy(rgb).permute(2, 0, 1).float() / 255]
+    for form in forms:
+        assert torch.allclose(image_to_tensor(form), ref, atol=1e-6)
+    with pytest.raises(ValueError, match="non-finite"):
+        image_to_tensor(torch.full((3, 4, 4), float("nan")))
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        image_to_tensor(tmp_path / "nope.png")

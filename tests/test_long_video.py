@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from tests.tiny_pipeline import tiny_vidgen_pipeline
-from vidgen.drift import ColorAnchor, StreamDriftMeter
+from vidgen.drift import ColorAnchor
 from vidgen.long_video import LongVideoConfig, StreamDecoder, generate_long_video, prompt_for_segment
-from vidgen.metrics import drift_report
+from vidgen.metrics import DriftMeter, drift_report
 from vidgen.video_io import read_video
 
 SMALL = dict(frames=5, context_frames=1, height=16, width=16, num_inference_steps=1, seed=3)
@@ -114,10 +114,10 @@ def test_stream_decoder_in_pieces_equals_vae_decode(pipe):
 def test_stream_drift_meter_equals_whole_segment_report():
     rng = np.random.default_rng(0)
     segments = [rng.integers(0, 256, (t, 8, 8, 3), dtype=np.uint8) for t in (5, 4, 4)]
-    meter = StreamDriftMeter()
+    meter = DriftMeter()
     for seg in segments:
         for chunk in (seg[:1], seg[1:3], seg[3:]):
-            meter.add(chunk)
+            meter.add_frames(chunk)
         meter.end_segment()
     ours, ref = meter.report(), drift_report(segments)
     assert np.allclose(ours.mean_lab, ref.mean_lab) and np.allclose(ours.delta_e, ref.delta_e)

@@ -43,6 +43,15 @@ def test_zero_segments_fails_before_loading_a_model(tmp_path, capsys):
     assert e.value.code == 2 and "--segments must be >= 1, got 0" in capsys.readouterr().err
 
 
+def test_bad_context_frames_fail_before_loading_weights(tmp_path, capsys):
+    model = tiny_vidgen_pipeline(num_frames=5).save_pretrained(tmp_path / "model")
+    (model / "transformer" / "config.json").write_text("not json")  # loading the weights would fail differently
+    with pytest.raises(SystemExit):
+        main(["a red circle", "--segments", "2", "-o", str(tmp_path / "x.mp4"), "--model", str(model),
+              "--context-frames", "5"])
+    assert "leaves nothing to generate" in capsys.readouterr().err
+
+
 def test_cli_writes_long_video_with_drift_report(tmp_path, capsys):
     model = tiny_vidgen_pipeline(height=16, width=16, num_inference_steps=1).save_pretrained(tmp_path / "model")
     out = tmp_path / "long.mp4"

@@ -67,3 +67,21 @@ def test_drift_edge_cases_and_streaming():
     meter.add(still)
     with pytest.raises(ValueError, match="earlier segments"):
         meter.add(np.zeros((2, 3, 3, 3)))
+
+
+def test_drift_meter_in_chunks_and_across_a_restart_equals_whole_segments():
+    rng = np.random.default_rng(1)
+    segments = [rng.integers(0, 256, (t, 4, 4, 3), dtype=np.uint8) for t in (3, 2, 4)]
+    meter = DriftMeter()
+    for i, seg in enumerate(segments):
+        if i == 2:  # a restart between segments: a fresh meter continues from the saved state
+            state, meter = meter.state_dict(), DriftMeter()
+            meter.load_state_dict(state)
+        for chunk in (seg[:1], seg[1:1], seg[1:]):  # an empty chunk adds nothing
+            meter.add_frames(chunk)
+        meter.end_segment()
+    ours, ref = meter.report(), drift_report(segments)
+    assert np.allclose(ours.mean_lab, ref.mean_lab) and ours.seam_diff == pytest.approx(ref.seam_diff)
+    assert ours.within_diff == pytest.approx(ref.within_diff)
+    with pytest.raises(ValueError, match="without frames"):
+        meter.end_segment()

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.tiny_pipeline import tiny_tokenizer, tiny_umt5
+from tests.vae_oracle import perturb_vae_
 from vidgen.pipeline import VideoPipeline
 
 diffusers = pytest.importorskip("diffusers")
@@ -29,14 +30,7 @@ def _tiny_diffusers_wan():
     with torch.no_grad():  # perturb: no zero-initialised layer may hide a mistake
         for p in transformer.parameters():
             p.add_(0.3 * torch.randn_like(p))
-        for name, p in vae.named_parameters():
-            if name.endswith("gamma"):
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            else:
-                p.add_(0.05 * torch.randn_like(p) * p.std().clamp_min(0.1))
-        vae.decoder.conv_out.weight.mul_(0.2)  # keep pixels mostly inside the [-1, 1] clamp
+    perturb_vae_(vae)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
     return diffusers.WanPipeline(tokenizer=tiny_tokenizer(), text_encoder=tiny_umt5(d_model=TEXT_DIM), vae=vae,
                                  transformer=transformer, scheduler=scheduler)

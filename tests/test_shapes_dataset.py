@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from vidgen.metrics import psnr
-from vidgen.shapes.dataset import ShapesDataset, read_manifest, read_mp4, write_dataset
+from vidgen.shapes.dataset import ShapesDataset, read_manifest, write_dataset
 from vidgen.shapes.world import ClipSpec, all_captions, render_clip
+from vidgen.video_io import read_video
 
 
 def test_items_are_seeded_in_range_and_match_the_renderer():
@@ -48,7 +49,7 @@ def test_write_dataset_round_trips_and_never_clobbers(tmp_path):
     assert [r["caption"] for r in records] == [ShapesDataset(4, 1, frames=9, image_ratio=0.25)[i]["caption"]
                                              for i in range(4)]
     for r in records:
-        frames = read_mp4(r["path"])
+        frames = read_video(r["path"])[0]
         assert len(frames) == r["frames"] and r["fps"] == 8
         assert np.array_equal(frames, render_clip(ClipSpec(**r["spec"]), r["frames"]))  # lossless by default
         assert open(r["path"][:-4] + ".txt").read().strip() == r["caption"]
@@ -64,5 +65,5 @@ def test_playable_yuv420_files_decode_close_to_the_originals(tmp_path):
     folder = write_dataset(tmp_path / "yuv", 2, seed=0, lossless=False)
     for line in (folder / "manifest.jsonl").read_text().splitlines():
         r = json.loads(line)
-        frames = read_mp4(folder / r["path"])
+        frames = read_video(folder / r["path"])[0]
         assert psnr(frames, render_clip(ClipSpec(**r["spec"]), r["frames"])) > 33.0

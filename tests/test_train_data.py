@@ -128,3 +128,19 @@ def test_pyav_fallback_reads_what_decord_reads(folder, monkeypatch):
     monkeypatch.setattr(media, "_read_decord", broken)
     assert probe(path) == MediaInfo(info.num_frames, info.fps, info.height, info.width)
     assert (read_frames(path, [0, 4, 8]).astype(int) - frames.astype(int)).__abs__().max() <= 2
+
+
+def test_shapes_world_is_a_source_without_files(tmp_path):
+    from vidgen.train.config import TrainConfig
+    from vidgen.train.data import build_data
+
+    cfg = TrainConfig.load({"output_dir": str(tmp_path), "data": {"shapes": 12, "buckets": [[9, 32, 32], [1, 32, 32]],
+                                                                  "image_ratio": 0.3, "batch_size": 2}})
+    data = build_data(cfg, (4, 16))
+    batches = data.sampler.batches()
+    kinds = set()
+    for _ in range(12):
+        batch = data.collate([data.dataset[k] for k in next(batches)])
+        kinds.add(batch["video"].shape[1:])
+        assert all(c.startswith("a ") and " moving " in c for c in batch["caption"])
+    assert kinds == {(3, 9, 32, 32), (3, 1, 32, 32)}

@@ -95,8 +95,13 @@ def test_raw_media_run_encodes_with_the_vae_and_exports(media, text_dir, tmp_pat
     from vidgen.video_io import read_video
 
     assert read_video(clip)[0].shape == (5, 32, 32, 3)
-    assert (tmp_path / "final" / "dit" / "config.json").is_file()
     assert (tmp_path / "checkpoints" / "step-00000003" / "ema.safetensors").is_file()
+    # the run ends in a pipeline folder that generates with the trained weights and the run's size
+    from vidgen import VideoPipeline
+
+    pipe = VideoPipeline.from_pretrained(tmp_path / "final", device="cpu")
+    frames = pipe("a red square moving right", num_inference_steps=2, seed=0, progress=False).frames
+    assert frames.shape == (1, 5, 32, 32, 3)
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
@@ -139,6 +144,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(cache, text_dir, tmp_
     from vidgen.train.text_conditioner import TextConditioner
 
     assert TextConditioner.from_folder(tmp_path / "killed" / "final", 16)(["a red circle"]).shape == (1, 16, 24)
+    assert (tmp_path / "killed" / "final" / "transformer" / "config.json").is_file()
 
 
 def test_cli_reports_bad_config_without_traceback(media, tmp_path, capsys):
@@ -153,7 +159,7 @@ def test_cli_reports_bad_config_without_traceback(media, tmp_path, capsys):
 def test_bad_input_fails_before_training(media, tmp_path):
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['learning_rate'\]"):
         TrainConfig.load({**tiny(media, tmp_path), "learning_rate": 1})
-    with pytest.raises(ValueError, match="exactly one of folder, manifest or cache"):
+    with pytest.raises(ValueError, match="exactly one of folder, manifest, cache or shapes"):
         TrainConfig.load({**tiny(media, tmp_path), "data": {"folder": "a", "manifest": "b"}})
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -270,11 +276,13 @@ def test_vae_trains_on_the_same_data(media, tmp_path):
     assert (tmp_path / "checkpoints" / "step-00000012" / "model.safetensors").is_file()
 
 
-def test_bf16_and_gradient_checkpointing_train(cache, tmp_path):
-    cfg = TrainConfig.load(cached(cache, tmp_path, max_steps=3, save_every=3, mixed_precision="bf16",
-                                  gradient_checkpointing=True, optim={"grad_accum": 1}))
-    result = train(cfg, progress=False)
+def test_bf16_and_gradient_checkpointing_train(cache, text_dir, tmp_path):
+    cfg = cached(cache, tmp_path, max_steps=3, save_every=3, mixed_precision="bf16", gradient_checkpointing=True,
+                 optim={"grad_accum": 1}, sample_every=3, sample_prompts=["a red circle"], sample_steps=2)
+    cfg.update(vae="tiny", text_encoder=str(text_dir))  # only for the preview: training reads the cache
+    result = train(TrainConfig.load(cfg), progress=False)
     assert result.step == 3 and all(0 < l < 10 for l in result.losses)
+    assert len(list((tmp_path / "samples").glob("step00000003-0.mp4"))) == 1
     # weights and EMA stay fp32 masters; autocast runs the matmuls in bf16
     weights = load_file(str(tmp_path / "checkpoints" / "step-00000003" / "model.safetensors"))
     assert all(v.dtype == torch.float32 for v in weights.values())
@@ -284,3 +292,18 @@ def test_bf16_and_gradient_checkpointing_train(cache, tmp_path):
 def test_shipped_training_configs_load(path):
     cfg = TrainConfig.load(path)
     assert cfg.data.buckets
+
+
+@pytest.mark.distributed
+def test_two_process_ddp_run_on_cpu(cache, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): each rank draws its own batches, gradients are all-reduced."""
+    cfg_file = tmp_path / "ddp.yaml"
+    cfg_file.write_text(yaml.safe_dump(cached(cache, tmp_path / "out", max_steps=3, save_every=3, log_every=1)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    proc = subprocess.run([*launcher, "-m", "vidgen", "train", "--config", str(cfg_file), "--no-progress"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "out" / "checkpoints" / "step-00000003" / "manifest.json").is_file()
+    assert (tmp_path / "out" / "metrics.jsonl").read_text().count("\n") == 3  # rank 0 alone writes the log

@@ -33,6 +33,18 @@ def test_png_is_a_single_frame_and_exact(tmp_path):
     assert not (tmp_path / "two.png").exists()
 
 
+def test_lossless_h264_decodes_exactly_at_any_size(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (3, 15, 17, 3), dtype=np.uint8)  # noise, odd sizes
+    back, _ = read_video(save_video(frames, tmp_path / "exact.mp4", lossless=True))
+    assert np.array_equal(back, frames)
+    with VideoWriter(tmp_path / "chunks.mkv", lossless=True) as writer:
+        writer.write(frames[:1])
+        writer.write(frames[1:])
+    assert np.array_equal(read_video(tmp_path / "chunks.mkv")[0], frames)
+    with pytest.raises(ValueError, match="lossless"):
+        save_video(frames, tmp_path / "clip.webm", lossless=True)
+
+
 def test_refuses_to_overwrite_unless_asked(tmp_path):
     path = tmp_path / "clip.mp4"
     path.write_bytes(b"precious")

@@ -22,16 +22,21 @@ def tiny_diffusers_vae(cfg: VAEConfig, seed: int = 0):
         attn_scales=list(cfg.attn_scales), temperal_downsample=list(cfg.temporal_downsample),
         latents_mean=list(cfg.latents_mean), latents_std=list(cfg.latents_std),
     ).eval()  # fmt: skip
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            if name.endswith("gamma"):
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            else:
-                p.add_(0.05 * torch.randn_like(p) * p.std().clamp_min(0.1))
-        ref.decoder.conv_out.weight.mul_(0.2)
+    perturb_vae_(ref)
     return ref
+
+
+@torch.no_grad()
+def perturb_vae_(vae) -> None:
+    """Offset every parameter of a diffusers AutoencoderKLWan in place, drawing from torch's global generator."""
+    for name, p in vae.named_parameters():
+        if name.endswith("gamma"):
+            p.copy_(1.0 + 0.3 * torch.randn_like(p))
+        elif name.endswith("bias"):
+            p.copy_(0.1 * torch.randn_like(p))
+        else:
+            p.add_(0.05 * torch.randn_like(p) * p.std().clamp_min(0.1))
+    vae.decoder.conv_out.weight.mul_(0.2)  # keep pixels mostly inside the [-1, 1] clamp
 
 
 def diffusers_normalised_mean(ref, video: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,11 @@ _EXPORTS = {
     "PipelineOutput": "vidgen.pipeline",
     "save_video": "vidgen.video_io",
     "read_video": "vidgen.video_io",
+    "VideoWriter": "vidgen.video_io",
+    "TextEncoder": "vidgen.text",
+    "generate_long_video": "vidgen.long_video",
+    "LongVideoConfig": "vidgen.long_video",
+    "StepCacheConfig": "vidgen.dit.step_cache",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -11,12 +11,13 @@ import os
 import platform
 import resource
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from vidgen.files import write_atomic
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -31,6 +32,27 @@ def rss_mib() -> float:
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far, MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status_mib(key: str) -> float:
+    """A memory line of /proc/self/status (VmRSS, VmHWM, ...), MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+def reset_peak_rss() -> float:
+    """Reset the kernel's peak-RSS mark (VmHWM) so earlier transients (loading) are not counted; current RSS, MiB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_mib("VmRSS")
+
+
+def peak_rss_since_reset() -> float:
+    """Peak RSS since the last `reset_peak_rss`, MiB."""
+    return _status_mib("VmHWM")
 
 
 def _child(queue, fn, args, kwargs, threads):
@@ -63,8 +85,13 @@ def run_isolated(fn: Callable[..., Any], *args, threads: int | None = None, **kw
     return result, seconds, mem
 
 
-def time_alternating(fns: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per callable, calling them in alternation so machine noise hits all of them alike."""
+def time_alternating(fns: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1,
+                     statistic: str = "median") -> dict[str, float]:
+    """Median (or "min") seconds per callable, calling them in alternation so machine noise hits all of them alike.
+
+    On a machine shared with other jobs, "min" is the steadier estimate of a call's own cost: others only add time."""
+    if statistic not in ("median", "min"):
+        raise ValueError(f"statistic must be 'median' or 'min', got {statistic!r}")
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -74,7 +101,8 @@ def time_alternating(fns: dict[str, Callable[[], Any]], repeats: int = 3, warmup
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    reduce = statistics.median if statistic == "median" else min
+    return {name: reduce(ts) for name, ts in times.items()}
 
 
 def machine_info() -> str:
@@ -106,8 +134,4 @@ def write_section(name: str, markdown: str, path: Path | str = BENCHMARKS_MD) ->
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda tmp: tmp.write_text(text))

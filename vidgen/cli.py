@@ -17,7 +17,7 @@ _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     if prompt:
-        p.add_argument("prompt", help="what the clip shows")
+        p.add_argument("prompt", nargs="?", help="what the clip shows (or --prompts FILE)")
     p.add_argument("-o", "--output", required=prompt, default=None if prompt else "demo.mp4",
                    help="output file: .mp4, .webm, .gif, or .png/.jpg with --frames 1")
     p.add_argument("--model", default=None, help="model folder (ours or a diffusers Wan 2.1 T2V folder); "
@@ -31,6 +31,9 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     p.add_argument("--sampler", default="euler", help="euler or dpm++2m")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: random, printed)")
     p.add_argument("--image", default=None, help="first frame to animate (frame-to-video)")
+    p.add_argument("--step-cache", type=float, default=None, metavar="THRESHOLD",
+                   help="skip the deeper DiT blocks on steps whose first block changed less than THRESHOLD "
+                        "(relative, e.g. 0.05; default: off)")
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (default: the model's)")
     p.add_argument("--fps", type=float, default=None, help="frames per second of the file (default: the model's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
@@ -43,7 +46,11 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidgen", description="Video generation with a causal VAE and a DiT.")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_generate_args(sub.add_parser("generate", help="generate a clip (or an image) from a prompt"))
+    gen = sub.add_parser("generate", help="generate a clip (or an image) from a prompt")
+    add_generate_args(gen)
+    from vidgen.parallel.cli import add_parallel_arguments  # argparse only: cheap
+
+    add_parallel_arguments(gen)  # --prompts, --nproc, --sp, --cfg-parallel, --vae-tile (docs/scaling.md)
     add_generate_args(sub.add_parser("demo", help="generate a clip with the embedded default model"), prompt=False)
     # `vidgen.train.cli` is imported only when training is asked for: generation must not pay for it.
     if argv[:1] == ["train"]:
@@ -77,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
             return int(_train_cli().run(args) or 0)
         if args.command == "demo":
             args.prompt = DEMO_PROMPT
+            if args.model is None and not _embedded_model_shipped():
+                return demo_without_model(args)
+        elif args.command == "generate":
+            from vidgen.parallel.cli import generate as generate_parallel, wants_parallel
+
+            if wants_parallel(args):
+                return generate_parallel(args, argv)
+            if args.prompt is None:
+                raise ValueError("give a PROMPT (or --prompts FILE)")
         return generate(args)
     except _USER_ERRORS as e:
         print(f"vidgen {args.command}: error: {e}", file=sys.stderr)
@@ -105,6 +121,10 @@ def generate(args: argparse.Namespace) -> int:
     guidance = config.guidance_scale if args.guidance is None else args.guidance
     shift = config.shift if args.shift is None else args.shift
     check_generation_args(frames, height, width, steps, guidance, shift, args.sampler)
+    if args.step_cache is not None:
+        from vidgen.dit.step_cache import StepCacheConfig
+
+        StepCacheConfig(args.step_cache)  # a bad threshold fails here, not after loading the model
     if output.suffix.lower() in IMAGE_FORMATS and frames != 1:
         raise ValueError(f"{str(output)!r} is an image file but --frames is {frames}; use --frames 1, or a video "
                          "suffix such as .mp4")
@@ -137,7 +157,7 @@ def generate(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     out = pipe(prompt_embeds=embeds, negative_prompt_embeds=negative_embeds, num_frames=frames, height=height,
                width=width, num_inference_steps=steps, guidance_scale=guidance, shift=shift, sampler=args.sampler,
-               seed=args.seed, image=image, output_type="latent", progress=progress)
+               seed=args.seed, image=image, output_type="latent", progress=progress, step_cache=args.step_cache)
     times["denoise"] = time.perf_counter() - start
 
     # --- decode, streamed straight into the file ---
@@ -155,7 +175,35 @@ def generate(args: argparse.Namespace) -> int:
     times["write"] += time.perf_counter() - mid
     what = "image" if frames == 1 else f"{frames} frames at {fps:g} fps"
     print(f"wrote {output} ({what}, {width}x{height}, seed {out.seed})")
+    if out.step_caches:
+        skipped = sum(c.skipped for c in out.step_caches)
+        total = skipped + sum(c.computed for c in out.step_caches)
+        print(f"  step cache: {skipped} of {total} DiT forwards reused the cached blocks")
     print("  " + " · ".join(f"{name} {sec:.2f}s" for name, sec in times.items()))
+    return 0
+
+
+def _embedded_model_shipped() -> bool:
+    from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG
+
+    return (DEFAULT_MODEL_DIR / OUR_CONFIG).is_file()
+
+
+def demo_without_model(args: argparse.Namespace) -> int:
+    """Until the embedded default model is shipped (issue 7), the demo writes the shapes-world clip its prompt
+    describes, rendered by `vidgen.shapes.world` (the data that model is trained on), and says so."""
+    from vidgen.shapes.world import FPS, ClipSpec, parse_caption, render_clip
+    from vidgen.video_io import check_output_path, save_video
+
+    output = Path(args.output)
+    check_output_path(output, args.overwrite)
+    caption = parse_caption(args.prompt)
+    spec = ClipSpec(caption.colour, caption.shape, caption.direction, caption.background)
+    frames = render_clip(spec, frames=args.frames or 17, size=(args.height or 64, args.width or 64))
+    print("vidgen demo: the embedded default model is not shipped in this version yet; writing the procedural "
+          f"shapes-world clip for {args.prompt!r} instead (what that model is trained to generate)", file=sys.stderr)
+    save_video(frames, output, fps=args.fps or FPS, overwrite=args.overwrite)
+    print(f"wrote {output} ({len(frames)} frames, {frames.shape[2]}x{frames.shape[1]})")
     return 0
 
 

@@ -22,28 +22,26 @@ from vidgen.samplers import CleanFrames
 DEFAULT_CONTEXT_FRAMES = 5  # anchor + one group of 4: enough to carry motion, cheap to re-encode
 
 
-def num_video_frames(video) -> int:
-    """Frame count of a video given as np (T, H, W, 3), tensor (T, 3, H, W) / (T, H, W, 3), or a list of images."""
+def video_to_frames(video) -> list:
+    """Frames with a leading time axis (np (T, H, W, 3), tensor (T, 3, H, W), or a list of images) → a list."""
     if isinstance(video, (list, tuple)):
-        return len(video)
-    shape = getattr(video, "shape", None)
-    if shape is None or len(shape) != 4:
-        raise ValueError("video must be frames with a leading time axis: a numpy array (T, H, W, 3), a tensor "
-                         f"(T, 3, H, W) in [0, 1], or a list of images; got {type(video).__name__} "
-                         f"{tuple(shape) if shape is not None else ''}".rstrip())
-    return int(shape[0])
+        frames = list(video)
+    elif hasattr(video, "ndim") and video.ndim == 4:
+        frames = list(video)
+    else:
+        raise ValueError("video must be frames with a leading time axis: np (T, H, W, 3), tensor (T, 3, H, W) or a "
+                         f"list of images; got {type(video).__name__} {tuple(getattr(video, 'shape', ()))}")
+    if not frames:
+        raise ValueError("video= has no frames")
+    return frames
 
 
 def video_frame(video, i: int):
     """Frame i (negative counts from the end) of a video as one image in a form `image_to_tensor` takes."""
-    if num_video_frames(video) == 0:
-        raise ValueError("video has no frames; pass at least one frame to continue")
-    frame = video[i]
+    frame = video_to_frames(video)[i]
     # A tensor in the pipeline's "pt" output layout (T, H, W, 3) is channels-last; the documented one is (T, 3, H, W).
     if isinstance(frame, torch.Tensor) and frame.shape[0] != 3 and frame.shape[-1] == 3:
         frame = frame.permute(2, 0, 1)
-    if isinstance(frame, torch.Tensor) and frame.dtype == torch.uint8:
-        frame = frame.float() / 255
     return frame
 
 
@@ -51,7 +49,8 @@ def video_to_tensor(video, height: int, width: int, last: int | None = None) -> 
     """The last `last` frames (all when None) of a video → pixels (1, 3, t, height, width) in [-1, 1]."""
     from vidgen.pipeline import image_to_tensor
 
-    n = num_video_frames(video)
+    video = video_to_frames(video)
+    n = len(video)
     start = 0 if last is None else n - last
     frames = [image_to_tensor(video_frame(video, i), height, width) for i in range(start, n)]  # each (1, 3, 1, H, W)
     return torch.cat(frames, dim=2)
@@ -104,9 +103,7 @@ def check_context_args(*, image, video, context_frames: int | None, context_late
                              "frames)")
     if video is None:
         return None
-    available = num_video_frames(video)
-    if available < 1:
-        raise ValueError("video has no frames; pass at least one frame to continue")
+    available = len(video_to_frames(video))
     k = default_context_frames(available, temporal) if context_frames is None else context_frames
     check_context_frames(k, available, num_frames, temporal)
     return k
@@ -124,9 +121,10 @@ def hold_context(noise: torch.Tensor, context: torch.Tensor, context_noise: floa
     F_c frames (otherwise unused, so the result stays a function of the seed)."""
     b, c, f, h, w = noise.shape
     fc = context.shape[2]
-    if context.shape[0] not in (1, b) or context.shape[1] != c or tuple(context.shape[3:]) != (h, w) or fc >= f:
+    # F_c = F is allowed: an image from an image (num_frames=1 with image=) generates nothing new.
+    if context.shape[0] not in (1, b) or context.shape[1] != c or tuple(context.shape[3:]) != (h, w) or fc > f:
         raise ValueError(f"context latents {tuple(context.shape)} do not fit a clip of latents {tuple(noise.shape)}: "
-                         f"expected (1 or {b}, {c}, F_c < {f}, {h}, {w})")
+                         f"expected (1 or {b}, {c}, F_c <= {f}, {h}, {w})")
     held = noise.clone()
     z = context.to(noise.device, noise.dtype).expand(b, -1, -1, -1, -1)
     held[:, :, :fc] = (1 - context_noise) * z + context_noise * noise[:, :, :fc]

@@ -14,6 +14,8 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
+from vidgen.files import write_atomic
+
 T = TypeVar("T")
 
 
@@ -87,6 +89,4 @@ def save(config: Any, path: str | Path) -> None:
     path = Path(path)
     data = to_dict(config)
     text = json.dumps(data, indent=2) + "\n" if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: tmp.write_text(text))

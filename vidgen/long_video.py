@@ -44,8 +44,9 @@ import torch
 from vidgen.checks import check_generation_args
 from vidgen.conditioning import check_context_frames
 from vidgen.config_io import to_dict
-from vidgen.drift import ColorAnchor, StreamDriftMeter
-from vidgen.metrics import DriftReport
+from vidgen.drift import ColorAnchor
+from vidgen.files import write_atomic
+from vidgen.metrics import DriftMeter, DriftReport
 from vidgen.video_io import VideoWriter, check_output_path, to_uint8
 
 HANDOVERS = ("pixel", "latent")
@@ -93,17 +94,6 @@ def prompt_for_segment(prompts: list[str], i: int) -> str:
     return prompts[min(i, len(prompts) - 1)]
 
 
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per non-blank line of a text file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompts file {str(path)!r} does not exist")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not prompts:
-        raise ValueError(f"prompts file {str(path)!r} has no prompts; expected one prompt per line")
-    return prompts
-
-
 class StreamDecoder:
     """One causal VAE decode stream with an explicit, savable cache: latent chunks → float frames in [0, 1].
 
@@ -138,7 +128,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
     """Generate `config.segments` chained segments into `output` (an mp4 or other video path), streaming frames.
 
     on_segment(i) runs after segment i (0-based) is written and its state committed. drift=True measures the
-    `DriftReport` on the way (constant memory).
+    `DriftReport` on the way (constant memory). resume=True without a saved state starts from segment 1.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or not all(isinstance(p, str) for p in prompts):
@@ -158,7 +148,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
     t_comp = pipe.vae.config.temporal_compression
     k, n = run["context_frames"], config.segments
     m = 1 + (k - 1) // t_comp  # context latent frames
-    meter, anchor = StreamDriftMeter(), ColorAnchor()
+    meter, anchor = DriftMeter(), ColorAnchor()
     tail: deque[np.ndarray] = deque(maxlen=k)  # the last K written frames
     decoder, context = None, None
     if carry is not None:
@@ -199,7 +189,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
                     frames = to_uint8(chunk)
                     writer.write(frames)
                     frames_file.write(frames)
-                    meter.add(frames)
+                    meter.add_frames(frames)
                     tail.extend(frames)
                     written += len(frames)
             meter.end_segment()
@@ -290,15 +280,6 @@ def comparison_table(reports: dict[str, DriftReport]) -> str:
 # --- resume state -----------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class _FramesFile:
     """Raw uint8 frames appended to a gzip file under a temporary name; `commit()` renames it into place."""
 
@@ -335,7 +316,7 @@ class _State:
     def begin(self, run: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.exists():
-            _atomic_write(self.folder / "run.json", lambda p: p.write_text(json.dumps(run, indent=1)))
+            write_atomic(self.folder / "run.json", lambda p: p.write_text(json.dumps(run, indent=1)))
 
     def seed(self) -> int:
         return json.loads((self.folder / "run.json").read_text())["seed"]
@@ -369,11 +350,11 @@ class _State:
                 yield np.frombuffer(f.read(h * w * 3), dtype=np.uint8).reshape(1, h, w, 3)
 
     def commit(self, i: int, seed: int, written: int, carry: dict) -> None:
-        _atomic_write(self._name(i, "carry.pt"), lambda p: torch.save(_carry_to_saved(carry), p))
+        write_atomic(self._name(i, "carry.pt"), lambda p: torch.save(_carry_to_saved(carry), p))
         h, w = carry["tail"][-1].shape[:2]
         frames = written - sum(json.loads(self._name(j, "json").read_text())["frames"] for j in range(i))
         info = {"segment": i, "seed": seed, "frames": frames, "frames_written": written, "frame_size": [h, w]}
-        _atomic_write(self._name(i, "json"), lambda p: p.write_text(json.dumps(info)))
+        write_atomic(self._name(i, "json"), lambda p: p.write_text(json.dumps(info)))
         if i > 0:
             self._name(i - 1, "carry.pt").unlink(missing_ok=True)  # only the latest carry is ever needed
 

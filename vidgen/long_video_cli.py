@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int)
     p.add_argument("--steps", type=int, help="denoising steps per segment")
     p.add_argument("--guidance", type=float)
+    p.add_argument("--fps", type=float, help="frames per second of the output (default: the model's)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished segment")
     p.add_argument("--state-dir", help="where the per-segment resume state lives (default: OUTPUT.state/)")
     p.add_argument("--drift-report", action="store_true",
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_prompts(prompt: str | None, prompts_file: str | None, segments: int | None) -> tuple[list[str], int]:
     """(prompts, segments) from the arguments; ValueError with the fix when they do not fit."""
-    from vidgen.long_video import read_prompts
+    from vidgen.text import read_prompts
 
     if (prompt is None) == (prompts_file is None):
         raise ValueError("give either a PROMPT or --prompts FILE (exactly one)")
@@ -68,7 +69,9 @@ def resolve_prompts(prompt: str | None, prompts_file: str | None, segments: int 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from vidgen.conditioning import check_context_frames
     from vidgen.long_video import LongVideoConfig, generate_long_video
+    from vidgen.pipeline import VideoPipeline, read_model_folder
     from vidgen.video_io import check_output_path
 
     try:  # every argument checked before the model is loaded
@@ -76,14 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         config = LongVideoConfig(segments=segments, frames=args.frames, context_frames=args.context_frames,
                                  handover=args.handover, context_noise=args.context_noise,
                                  color_anchor=args.color_anchor, seed=args.seed, height=args.height,
-                                 width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance)
+                                 width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                                 fps=args.fps)
         check_output_path(args.output, args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as e:
+        folder, defaults = read_model_folder(Path(args.model) if args.model else None)  # no weights read yet
+        frames = defaults.num_frames if args.frames is None else args.frames
+        if segments > 1:
+            check_context_frames(args.context_frames, frames, frames)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError) as e:
         parser.error(str(e))
 
-    from vidgen.pipeline import VideoPipeline
-
-    pipe = VideoPipeline.from_pretrained(Path(args.model) if args.model else None)
+    pipe = VideoPipeline.from_pretrained(folder)
     try:
         result = generate_long_video(pipe, prompts, args.output, config, state_dir=args.state_dir, resume=args.resume,
                                      overwrite=args.overwrite, drift=args.drift_report, progress=not args.quiet)

@@ -101,32 +101,66 @@ class DriftReport:
 
 
 class DriftMeter:
-    """Accumulates a `DriftReport` one segment at a time, keeping only running sums and the previous last frame,
-    so a streamed long video is measured in constant memory."""
+    """Accumulates a `DriftReport` from frames as they come, keeping only running sums and the previous frame, so a
+    streamed long video is measured in constant memory.
+
+    Either whole segments (`add`), or chunks of the current segment (`add_frames`) closed by `end_segment()`.
+    """
 
     def __init__(self):
         self._labs: list[tuple[float, float, float]] = []
         self._seams: list[float] = []
         self._within_sum = 0.0
         self._within_pairs = 0
-        self._last: np.ndarray | None = None  # (H, W, 3) float in [0, 1]
+        self._lab_sum = np.zeros(3)  # Σ Lab over the pixels of the open segment
+        self._pixels = 0
+        self._last: np.ndarray | None = None  # the previous frame (H, W, 3), uint8 or float in [0, 1] as given
+        self._new_segment = True
 
     def add(self, frames) -> None:
-        """Add the next segment, frames (T, H, W, 3) uint8 or float in [0, 1]; T = 1 is allowed."""
-        seg = _unit_float(frames)
-        if seg.ndim != 4 or seg.shape[-1] != 3 or seg.shape[0] < 1:
-            raise ValueError(f"a segment must be frames (T, H, W, 3) with T >= 1, got shape {seg.shape}")
+        """Add the next whole segment, frames (T, H, W, 3) uint8 or float in [0, 1]; T = 1 is allowed."""
+        shape = _numpy(frames).shape
+        if len(shape) != 4 or shape[-1] != 3 or shape[0] < 1:
+            raise ValueError(f"a segment must be frames (T, H, W, 3) with T >= 1, got shape {shape}")
+        self.add_frames(frames)
+        self.end_segment()
+
+    def add_frames(self, frames) -> None:
+        """Add the next frames (t, H, W, 3) of the open segment, uint8 or float in [0, 1]; t = 0 does nothing."""
+        given = _numpy(frames)
+        seg = _unit_float(given)
+        if seg.ndim != 4 or seg.shape[-1] != 3:
+            raise ValueError(f"frames must be (T, H, W, 3), got shape {seg.shape}")
+        if len(seg) == 0:
+            return
         if self._last is not None and self._last.shape != seg.shape[1:]:
-            raise ValueError(f"segment frames are {seg.shape[1:]}, but earlier segments had {self._last.shape}")
-        self._labs.append(tuple(float(v) for v in srgb_to_lab(seg).reshape(-1, 3).mean(axis=0)))
+            earlier = "earlier segments" if self._new_segment else "earlier frames of this segment"
+            raise ValueError(f"segment frames are {seg.shape[1:]}, but {earlier} had {self._last.shape}")
+        self._lab_sum += srgb_to_lab(seg).reshape(-1, 3).sum(axis=0)
+        self._pixels += seg.shape[0] * seg.shape[1] * seg.shape[2]
         if self._last is not None:
-            self._seams.append(float(np.abs(seg[0] - self._last).mean()))
+            step = float(np.abs(seg[0] - _unit_float(self._last)).mean())
+            if self._new_segment:
+                self._seams.append(step)
+            else:
+                self._within_sum += step
+                self._within_pairs += 1
         if len(seg) > 1:
             self._within_sum += float(np.abs(np.diff(seg, axis=0)).mean(axis=(1, 2, 3)).sum())
             self._within_pairs += len(seg) - 1
-        self._last = seg[-1]
+        # uint8 is kept as it came: the resume state of a long video stays 8× smaller than float64
+        self._last = (given if given.dtype == np.uint8 else seg)[-1].copy()
+        self._new_segment = False
+
+    def end_segment(self) -> None:
+        """Close the open segment (given by `add_frames`)."""
+        if self._pixels == 0:
+            raise ValueError("a segment ended without frames")
+        self._labs.append(tuple(float(v) for v in self._lab_sum / self._pixels))
+        self._lab_sum, self._pixels, self._new_segment = np.zeros(3), 0, True
 
     def report(self) -> DriftReport:
+        """The report of the closed segments."""
         if not self._labs:
             raise ValueError("no segments were added; a drift report needs at least one segment")
         first = self._labs[0]
@@ -138,6 +172,20 @@ class DriftMeter:
             within_diff=within,
             seam_jump=tuple(_ratio(s, within) for s in self._seams),
         )
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue measuring after a restart (taken between segments)."""
+        if self._pixels:
+            raise ValueError("state_dict() is taken between segments; call end_segment() first")
+        return {"labs": [list(lab) for lab in self._labs], "seams": list(self._seams),
+                "within_sum": self._within_sum, "within_pairs": self._within_pairs, "last": self._last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__init__()
+        self._labs = [tuple(float(v) for v in lab) for lab in state["labs"]]
+        self._seams = [float(s) for s in state["seams"]]
+        self._within_sum, self._within_pairs = state["within_sum"], state["within_pairs"]
+        self._last = None if state["last"] is None else _numpy(state["last"])
 
 
 def drift_report(segments: Iterable) -> DriftReport:

@@ -7,11 +7,8 @@ loop with latent frame 0 held clean (σ = 0): conditioning is data (`samplers.Cl
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -20,11 +17,14 @@ import torch
 from tqdm.auto import tqdm
 
 from vidgen import conditioning
+from vidgen.conditioning import video_to_frames
 from vidgen.config_io import from_dict, to_dict
+from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.checks import check_generation_args
 from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
-from vidgen.samplers import CleanFrames, StepInfo, cfg, get_sampler
+from vidgen.files import atomic_folder
+from vidgen.samplers import StepInfo, cfg, get_sampler
 from vidgen.text import TextEncoder
 
 
@@ -45,10 +45,13 @@ class PipelineConfig:
 @dataclass
 class PipelineOutput:
     """frames: np float32 (B, T, H, W, 3) in [0, 1]; "pt" the same as a tensor; "pil" a list (B) of lists (T) of
-    images; "latent" the final latents (B, C, F, h, w) in the DiT's normalised space. seed: the noise seed used."""
+    images; "latent" the final latents (B, C, F, h, w) in the DiT's normalised space. seed: the noise seed used.
+    step_caches: with step_cache=, the caches of the run (one per guidance branch, or one for batched branches),
+    whose computed / skipped count the DiT forwards."""
 
     frames: Any
     seed: int | None = None
+    step_caches: tuple[StepCache, ...] = ()
 
 
 def read_model_folder(folder: str | Path | None) -> tuple[Path, PipelineConfig]:
@@ -74,6 +77,8 @@ class VideoPipeline:
         self.config = config
         # Both guidance branches in one forward: faster, at twice the activation memory of one branch.
         self.batch_guidance = True
+        # A vidgen.parallel.ParallelContext: sequence/guidance parallelism and tile-parallel decode over its ranks.
+        self.parallel = None
 
     # --- loading and saving -----------------------------------------------------------------------------------------
 
@@ -102,23 +107,11 @@ class VideoPipeline:
         folder = Path(folder)
         if folder.exists() and not overwrite:
             raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it")
-        tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir(parents=True)
+        with atomic_folder(folder) as tmp:
             self.dit.save_pretrained(tmp / "transformer")
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder", tmp / "tokenizer")
             (tmp / OUR_CONFIG).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old{os.getpid()}")
-                os.replace(folder, old)
-                os.replace(tmp, folder)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "VideoPipeline":
@@ -158,7 +151,13 @@ class VideoPipeline:
         parts = (latents[:, :, i:i + 1].to(self.vae.device, vae_dtype) for i in range(latents.shape[2]))
         bar = tqdm(total=latents.shape[2], desc="decode", unit="frame", disable=not progress)
         with bar:
-            for pixels in self.vae.stream_decode(parts):  # (B, 3, t, H, W) in [-1, 1]
+            if self.parallel is None:
+                stream = self.vae.stream_decode(parts)
+            else:
+                from vidgen.parallel.generate import decode_stream
+
+                stream = decode_stream(self.vae, parts, self.parallel)
+            for pixels in stream:  # (B, 3, t, H, W) in [-1, 1]
                 bar.update(1)
                 yield ((pixels.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1)
 
@@ -174,7 +173,8 @@ class VideoPipeline:
                  prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
                  num_videos_per_prompt: int = 1, callback: Callable[[StepInfo], None] | None = None,
                  context_frames: int | None = None, context_noise: float = 0.0,
-                 context_latents: torch.Tensor | None = None) -> PipelineOutput:
+                 context_latents: torch.Tensor | None = None,
+                 step_cache: StepCacheConfig | float | None = None) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
@@ -185,6 +185,8 @@ class VideoPipeline:
         context_latents= (B or 1, C, F_c, h, w) gives that clean prefix directly, in latent space. context_noise=σ_c
         holds the context at noise level σ_c and tells the DiT so (noise augmentation). With output_type="latent"
         the whole window is returned, context included (clean).
+        step_cache: a `StepCacheConfig` (or its threshold) to skip the deeper DiT blocks on steps whose first block
+        barely changed (vidgen/dit/step_cache.py); off by default.
         """
         if image is not None and video is not None:
             raise ValueError("pass either image= (frame-to-video) or video= (continuation), not both")
@@ -207,6 +209,16 @@ class VideoPipeline:
                               multiple=self.vae.config.spatial_compression * self.dit.config.patch_size[1],
                               temporal=self.vae.config.temporal_compression)
         sample = get_sampler(sampler)
+        step_cache = as_step_cache(step_cache)
+        if step_cache is not None and self.parallel is not None and self.parallel.sp_size > 1:
+            raise ValueError("step_cache is not supported with sequence parallelism (parallel.sp_size > 1)")
+        caches: list[StepCache] = []
+
+        def new_cache() -> StepCache | None:  # one per model branch: a cache never mixes two trajectories
+            if step_cache is None:
+                return None
+            caches.append(StepCache(step_cache))
+            return caches[-1]
         context_frames = conditioning.check_context_args(
             image=image, video=video, context_frames=context_frames, context_latents=context_latents,
             context_noise=context_noise, num_frames=num_frames, temporal=self.vae.config.temporal_compression)
@@ -233,7 +245,9 @@ class VideoPipeline:
         if prompt_embeds is None:
             prompt_embeds = self.encode_prompt(prompt)
         context = self._per_video(prompt_embeds, num_videos_per_prompt)
-        model = self._velocity(context)
+        cfg_parallel_on = self.parallel is not None and self.parallel.cfg_size > 1
+        batched = guidance > 1 and self.batch_guidance and not cfg_parallel_on
+        model = self._velocity(context, None if batched else new_cache())  # batched: called only for both branches
         if guidance > 1:
             if negative_prompt_embeds is None:
                 negs = [negative_prompt] * num_prompts if isinstance(negative_prompt, str) else list(negative_prompt)
@@ -242,8 +256,15 @@ class VideoPipeline:
             if uncond_context.shape != context.shape:
                 raise ValueError(f"negative prompt context {tuple(uncond_context.shape)} does not match the prompt "
                                  f"context {tuple(context.shape)}")
-            both = self._velocity_both(context, uncond_context) if self.batch_guidance else None
-            model = cfg(model, self._velocity(uncond_context), guidance, model_both=both)
+            if cfg_parallel_on:
+                from vidgen.parallel.guidance import cfg_parallel
+
+                model = cfg_parallel(model, self._velocity(uncond_context, new_cache()), guidance, self.parallel)
+            elif batched:
+                both = self._velocity_both(context, uncond_context, new_cache())
+                model = cfg(model, self._velocity(uncond_context), guidance, model_both=both)
+            else:
+                model = cfg(model, self._velocity(uncond_context, new_cache()), guidance)
 
         # Noise (from a CPU generator, so a seed gives the same clip on every device) and clean context frames.
         if latents is None:
@@ -273,36 +294,45 @@ class VideoPipeline:
         if prefix is not None and context_noise > 0:
             latents = conditioning.restore_context(latents, prefix)
 
+        caches = tuple(caches)
         if output_type == "latent":
-            return PipelineOutput(latents, seed)
+            return PipelineOutput(latents, seed, caches)
         frames = torch.cat(list(self.decode_latents(latents, progress)), dim=1)  # (B, T, H, W, 3)
         if image is None and prefix is not None:  # continuation: only the new frames
             frames = frames[:, conditioning.pixel_frames_of(prefix.shape[2], t_comp):]
         if output_type == "pt":
-            return PipelineOutput(frames, seed)
+            return PipelineOutput(frames, seed, caches)
         frames = frames.cpu().numpy()
         if output_type == "pil":
             from PIL import Image
 
             frames = [[Image.fromarray((f * 255 + 0.5).astype("uint8")) for f in video] for video in frames]
-        return PipelineOutput(frames, seed)
+        return PipelineOutput(frames, seed, caches)
 
-    def _velocity(self, context: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _velocity(self, context: torch.Tensor,
+                  step_cache: StepCache | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The DiT as a sampler model: (x (B, C, F, h, w), σ (B,) or (B, F)) → v, float32."""
         dtype = _dtype(self.dit)
 
+        kwargs = {} if self.parallel is None else {"parallel": self.parallel}
+        if step_cache is not None:
+            kwargs["step_cache"] = step_cache
+
         def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return self.dit(x.to(dtype), to_timestep(sigma), context).float()
+            return self.dit(x.to(dtype), to_timestep(sigma), context, **kwargs).float()
 
         return model
 
-    def _velocity_both(self, cond: torch.Tensor, uncond: torch.Tensor):
+    def _velocity_both(self, cond: torch.Tensor, uncond: torch.Tensor, step_cache: StepCache | None = None):
         """Both guidance branches in one batched forward: → (v_cond, v_uncond)."""
         dtype = _dtype(self.dit)
         both = torch.cat([cond, uncond])  # (2B, L, D)
+        kwargs = {} if self.parallel is None else {"parallel": self.parallel}
+        if step_cache is not None:
+            kwargs["step_cache"] = step_cache
 
         def model(x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            v = self.dit(torch.cat([x, x]).to(dtype), to_timestep(torch.cat([sigma, sigma])), both).float()
+            v = self.dit(torch.cat([x, x]).to(dtype), to_timestep(torch.cat([sigma, sigma])), both, **kwargs).float()
             return v.chunk(2)
 
         return model
@@ -310,20 +340,6 @@ class VideoPipeline:
 
 def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
-
-
-def video_to_frames(video) -> list:
-    """Frames with a leading time axis (np (T, H, W, 3), tensor (T, 3, H, W), or a list of images) → a list."""
-    if isinstance(video, (list, tuple)):
-        frames = list(video)
-    elif hasattr(video, "ndim") and video.ndim == 4:
-        frames = list(video)
-    else:
-        raise ValueError("video must be frames with a leading time axis: np (T, H, W, 3), tensor (T, 3, H, W) or a "
-                         f"list of images; got {type(video).__name__} {tuple(getattr(video, 'shape', ()))}")
-    if not frames:
-        raise ValueError("video= has no frames")
-    return frames
 
 
 def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
@@ -337,10 +353,19 @@ def size_for_image(image, height: int | None, width: int | None) -> tuple[int, i
 
 
 def image_to_tensor(image, height: int | None = None, width: int | None = None) -> torch.Tensor:
-    """PIL image, np (H, W, 3) uint8 or float in [0, 1], or tensor (3, H, W) in [0, 1] → (1, 3, 1, H', W') in
-    [-1, 1]; with a target size, center-cropped to its aspect ratio and resized."""
+    """An image → (1, 3, 1, H', W') in [-1, 1]; with a target size, center-cropped to its aspect ratio and resized.
+
+    Accepted: a file path, a PIL image, a numpy array (H, W, 3) uint8 or float in [0, 1], a tensor (3, H, W) uint8 or
+    float in [0, 1]."""
     import numpy as np
 
+    if isinstance(image, (str, Path)):
+        from PIL import Image
+
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"image file not found: {image}")
+        with Image.open(image) as im:
+            image = im.convert("RGB")
     if hasattr(image, "convert"):  # PIL
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):
@@ -351,7 +376,9 @@ def image_to_tensor(image, height: int | None = None, width: int | None = None) 
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
         raise ValueError("image must be a PIL image, a numpy array (H, W, 3) or a tensor (3, H, W); got "
                          f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
-    x = image.float()[None]  # (1, 3, H, W) in [0, 1]
+    x = (image.float() / 255 if image.dtype == torch.uint8 else image.float())[None]  # (1, 3, H, W) in [0, 1]
+    if not torch.isfinite(x).all():
+        raise ValueError("image has non-finite values (NaN or inf); expected pixel values in [0, 1]")
     if height is not None and width is not None and tuple(x.shape[-2:]) != (height, width):
         h, w = x.shape[-2:]
         scale = max(height / h, width / w)  # cover the target, then crop the overflow equally on both sides

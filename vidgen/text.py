@@ -75,3 +75,15 @@ class TextEncoder:
         hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, L, D)
         # Real tokens kept, padding positions zeroed: the DiT's cross-attention sees exact zeros there.
         return hidden * mask[:, :, None].to(hidden.dtype)
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per line of a text file; blank lines and lines starting with '#' are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompts file {str(path)!r} does not exist")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise ValueError(f"prompts file {str(path)!r} has no prompts; expected one prompt per line")
+    return prompts

@@ -22,7 +22,9 @@ VIDEO_FORMATS = {
 # Pillow: images, and gif (its adaptive per-frame palette looks far better than FFmpeg's fixed rgb8 one)
 IMAGE_FORMATS = (".png", ".jpg", ".jpeg")
 PILLOW_FORMATS = IMAGE_FORMATS + (".gif",)
-H264_CRF = "18"  # visually near-lossless; the library default (23) visibly blurs small generated videos
+H264_CRF = 18  # visually near-lossless; the library default (23) visibly blurs small generated videos
+# Lossless H.264 stores RGB itself (no 4:2:0 chroma), so it decodes bit-exact; players other than FFmpeg may refuse it.
+LOSSLESS_FORMATS = (".mp4", ".mkv", ".mov")
 
 
 def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
@@ -72,13 +74,20 @@ class VideoWriter:
     """Incremental writer: open, `write` frames as they come, `close` → atomic rename onto `path`.
 
     Use as a context manager; on an exception the temporary file is removed and `path` is untouched.
+    `lossless` (H.264 files only) encodes RGB at CRF 0, which decodes back exactly; `crf` sets the quality of lossy
+    H.264 (lower is better and larger).
     """
 
-    def __init__(self, path: str | Path, fps: float = 16, overwrite: bool = False):
+    def __init__(self, path: str | Path, fps: float = 16, overwrite: bool = False, *, lossless: bool = False,
+                 crf: int = H264_CRF):
         _rate(fps)  # validates fps before anything is created
         self.path = check_output_path(path, overwrite)
+        if lossless and self.path.suffix.lower() not in LOSSLESS_FORMATS:
+            raise ValueError(f"lossless=True writes H.264 RGB, which needs one of {list(LOSSLESS_FORMATS)}; "
+                             f"got {str(self.path)!r}")
         self.overwrite = overwrite
         self.fps = fps
+        self.lossless, self.crf = lossless, crf
         self._tmp = _temp_name(self.path)
         self._suffix = self.path.suffix.lower()
         self._container = None
@@ -99,14 +108,16 @@ class VideoWriter:
     def _open(self, height: int, width: int):
         import av
 
-        codec, pix_fmt = VIDEO_FORMATS[self._suffix]
+        codec, pix_fmt = ("libx264rgb", "rgb24") if self.lossless else VIDEO_FORMATS[self._suffix]
         self._container = av.open(str(self._tmp), mode="w")
         self._stream = self._container.add_stream(codec, rate=_rate(self.fps))
-        # 4:2:0 chroma needs even sizes; odd ones are padded by one edge row/column
-        self._stream.width, self._stream.height = width + width % 2, height + height % 2
+        if self.lossless:
+            self._stream.width, self._stream.height = width, height
+        else:  # 4:2:0 chroma needs even sizes; odd ones are padded by one edge row/column
+            self._stream.width, self._stream.height = width + width % 2, height + height % 2
         self._stream.pix_fmt = pix_fmt
-        if codec == "libx264":
-            self._stream.options = {"crf": H264_CRF}
+        if codec.startswith("libx264"):
+            self._stream.options = {"crf": "0" if self.lossless else str(self.crf)}
 
     def write(self, frames) -> None:
         """Append frames (T, H, W, 3) or one frame (H, W, 3): uint8, or float in [0, 1], numpy or torch."""
@@ -175,9 +186,13 @@ def _rate(fps: float):
     return Fraction(fps).limit_denominator(1001)
 
 
-def save_video(frames, path: str | Path, fps: float = 16, overwrite: bool = False) -> Path:
-    """Write frames (T, H, W, 3) (uint8 or float in [0, 1], numpy or torch) to `path`; T == 1 with .png is an image."""
-    with VideoWriter(path, fps=fps, overwrite=overwrite) as writer:
+def save_video(frames, path: str | Path, fps: float = 16, overwrite: bool = False, *, lossless: bool = False,
+               crf: int = H264_CRF) -> Path:
+    """Write frames (T, H, W, 3) (uint8 or float in [0, 1], numpy or torch) to `path`; T == 1 with .png is an image.
+
+    `lossless` and `crf` are as in `VideoWriter`.
+    """
+    with VideoWriter(path, fps=fps, overwrite=overwrite, lossless=lossless, crf=crf) as writer:
         writer.write(frames)
     return writer.path
 

@@ -1,12 +1,55 @@
-"""Pure-PyTorch references for the DiT's fused element-wise ops: RMS norm, adaLN modulation, 3D RoPE.
+"""The DiT's fused ops and their pure-PyTorch references: linear maps, RMS norm, adaLN modulation, 3D RoPE.
 
-These are the definitions; any faster kernel must match them (see tests/test_kernels.py).
+The references are the definitions; any faster kernel must match them (see tests/test_kernels.py).
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+HALF = (torch.bfloat16, torch.float16)
+
+
+@functools.cache
+def _cpu_has_half_matmul() -> bool:
+    """Whether oneDNN has native bf16 matmul on this CPU (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def upcast_on_cpu(x: torch.Tensor) -> torch.dtype | None:
+    """The half dtype to round back to when an op on x should run in fp32 instead, else None.
+
+    A CPU without native bf16/fp16 matmul units emulates them ~10x slower than an fp32 matmul (measured 4.8 ms vs
+    0.5 ms for 80x192 @ 192x768 on AVX2). Products of half inputs are exact in fp32 and both paths accumulate in fp32,
+    so computing in fp32 and rounding once gives the half-precision result up to the order of the sum.
+    CPU autocast to a half dtype counts as half.
+    """
+    if x.device.type != "cpu":
+        return None
+    dtype = x.dtype
+    if dtype not in HALF and torch.is_autocast_enabled("cpu"):
+        dtype = torch.get_autocast_dtype("cpu")
+    if dtype not in HALF or _cpu_has_half_matmul():
+        return None
+    return dtype
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, with half precision on a CPU without half matmul units computed in fp32 (see `upcast_on_cpu`).
+
+    x `(..., in)`, weight `(out, in)` -> `(..., out)` in x's dtype (the autocast dtype under CPU autocast)."""
+    half = upcast_on_cpu(x)
+    if half is None:
+        return F.linear(x, weight, bias)
+    with torch.autocast("cpu", enabled=False):
+        out = F.linear(x.float(), weight.float(), None if bias is None else bias.float())
+    return out.to(half)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:

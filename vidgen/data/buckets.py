@@ -80,7 +80,8 @@ def assign_buckets(info: MediaInfo, image: bool, buckets: list[Bucket], fps: flo
     if image:
         return image_buckets[:1]
     out = []
-    fitting = [i for i in nearest([i for i, b in enumerate(buckets) if not b.is_image]) if clip_fits(info, buckets[i].frames, fps)]
+    video_buckets = nearest([i for i, b in enumerate(buckets) if not b.is_image])
+    fitting = [i for i in video_buckets if clip_fits(info, buckets[i].frames, fps)]
     if fitting:
         out.append(max(fitting, key=lambda i: buckets[i].frames))
     if images_from_videos and image_buckets:

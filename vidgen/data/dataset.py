@@ -58,7 +58,8 @@ def build_index(items: list[MediaItem], buckets: list[Bucket], *, fps: float | N
         kinds = ", ".join(f"{p}: {r}" for p, r in list(index.skipped.items())[:5])
         raise ValueError(f"{where}: no usable media files among {len(items)} found (supported: mp4, webm, mov, gif, "
                          f"png, jpg, webp; clips need at least the bucket's frame count at the target fps). "
-                         f"Skipped: {kinds or 'nothing to skip'}; buckets: {[tuple(vars(b).values()) for b in buckets]}")
+                         f"Skipped: {kinds or 'nothing to skip'}; "
+                         f"buckets: {[(b.frames, b.height, b.width) for b in buckets]}")
     return index
 
 
@@ -72,6 +73,10 @@ class MediaDataset(torch.utils.data.Dataset):
         for item, bucket in index.entries:
             self.members.setdefault(bucket, []).append(item)
         self._warned: set[str] = set()
+
+    @property
+    def entries(self) -> list[tuple[int, int]]:
+        return self.index.entries
 
     def __len__(self) -> int:
         return len(self.index.entries)

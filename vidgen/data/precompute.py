@@ -8,33 +8,29 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from vidgen.data.buckets import SampleKey
-from vidgen.data.dataset import MediaDataset
 from vidgen.data.latent_cache import INDEX, NULL
+from vidgen.files import atomic_folder
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def precompute(dataset: MediaDataset, vae, text, text_len: int, folder: str | Path, *, batch_size: int = 8,
+def precompute(dataset, vae, text, text_len: int, folder: str | Path, *, batch_size: int = 8,
                shard_size: int = 256, overwrite: bool = False) -> Path:
-    """Write the cache of `dataset` to `folder` with `vae.encode` and `text(captions) → (B, text_len, D)`."""
+    """Write the cache of `dataset` (a MediaDataset or ShapesSource: `entries` and `dataset[SampleKey]`) to `folder`
+    with `vae.encode` and `text(captions) → (B, text_len, D)`."""
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} exists; pass overwrite=True or choose another folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         save_file({"context": _real_tokens(text([""])[0])}, str(tmp / NULL))
-        entries = dataset.index.entries
+        entries = dataset.entries
         by_bucket: dict[int, list[int]] = {}
         for n, (_, b) in enumerate(entries):
             by_bucket.setdefault(b, []).append(n)
@@ -67,12 +63,6 @@ def precompute(dataset: MediaDataset, vae, text, text_len: int, folder: str | Pa
         index = {"text_len": text_len, "buckets": [list(s) for s in sorted(latent_buckets, key=latent_buckets.get)],
                  "samples": records}
         (tmp / INDEX).write_text(json.dumps(index))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("cached %d samples in %s", len(entries), folder)
     return folder
 

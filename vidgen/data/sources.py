@@ -57,7 +57,8 @@ def read_manifest(manifest: str | Path) -> list[MediaItem]:
     items = []
     for n, row in enumerate(rows, 1):
         if not row.get("path"):
-            raise ValueError(f"{manifest}: row {n} has no 'path'; columns are path, caption[, fps, frames, height, width]")
+            raise ValueError(f"{manifest}: row {n} has no 'path'; "
+                             "columns are path, caption[, fps, frames, height, width]")
         path = Path(row["path"])
         path = path if path.is_absolute() else manifest.parent / path
         info = None

@@ -7,8 +7,6 @@ one tensor at a time, so a checkpoint never needs twice its size in memory. Only
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +19,7 @@ from safetensors.torch import save_file
 from vidgen.config_io import from_dict, to_dict
 from vidgen.dit import convert_diffusers, convert_wan
 from vidgen.dit.config import DiTConfig
+from vidgen.files import write_atomic
 
 OUR_CLASS_NAME = "vidgen.DiT"
 CONFIG_FILE = "config.json"
@@ -83,7 +82,12 @@ def key_table(fmt: str, config: DiTConfig, model: nn.Module) -> dict[str, tuple[
     params = dict(model.named_parameters())
     if fmt == "vidgen":
         return {name: (name,) for name in params}
-    table = {ours: theirs for ours, theirs in FOREIGN_FORMATS[fmt].key_table(config).items() if ours in params}
+    converter = FOREIGN_FORMATS[fmt]
+    rows = dict(converter.GLOBAL)
+    for i in range(config.num_layers):
+        rows.update({f"blocks.{i}.{ours}": tuple(f"blocks.{i}.{t}" for t in theirs)
+                     for ours, theirs in converter.BLOCK.items()})
+    table = {ours: theirs for ours, theirs in rows.items() if ours in params}  # rows a config lacks are dropped
     unmapped = sorted(set(params) - set(table))
     if unmapped:  # a bug in the converter table, not in the user's checkpoint
         raise RuntimeError(f"{fmt} converter has no row for parameters {unmapped[:5]}")
@@ -196,17 +200,6 @@ def save_dit(model: nn.Module, folder: str | Path, fmt: str = "vidgen", overwrit
     folder.mkdir(parents=True, exist_ok=True)
     weights = WEIGHTS_FILE if fmt == "vidgen" else "diffusion_pytorch_model.safetensors"
     tensors = {k: v.cpu().contiguous() for k, v in export_state_dict(model, fmt).items()}
-    _atomic(folder / weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    write_atomic(folder / weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     text = json.dumps(export_config(model.config, fmt), indent=2) + "\n"
-    _atomic(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text))  # written last: marks the folder complete
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(folder / CONFIG_FILE, lambda tmp: tmp.write_text(text))  # written last: marks the folder complete

@@ -31,7 +31,7 @@ GLOBAL = {
     "head.proj.bias": ("proj_out.bias",),
 }
 
-BLOCK = {  # inside blocks.{i}. on both sides
+BLOCK = {  # inside blocks.{i}. on both sides (checkpoint.key_table repeats them for every block)
     "self_attn.qkv.weight": ("attn1.to_q.weight", "attn1.to_k.weight", "attn1.to_v.weight"),
     "self_attn.qkv.bias": ("attn1.to_q.bias", "attn1.to_k.bias", "attn1.to_v.bias"),
     "self_attn.norm_q.weight": ("attn1.norm_q.weight",),
@@ -54,14 +54,6 @@ BLOCK = {  # inside blocks.{i}. on both sides
     "ffn.fc2.bias": ("ffn.net.2.bias",),
     "modulation": ("scale_shift_table",),
 }
-
-
-def key_table(config: DiTConfig) -> dict[str, tuple[str, ...]]:
-    """All rows for a model with `config.num_layers` blocks (rows for parameters a config lacks are dropped later)."""
-    table = dict(GLOBAL)
-    for i in range(config.num_layers):
-        table.update({f"blocks.{i}.{ours}": tuple(f"blocks.{i}.{t}" for t in theirs) for ours, theirs in BLOCK.items()})
-    return table
 
 
 def is_this_format(raw: dict[str, Any]) -> bool:

@@ -30,7 +30,7 @@ GLOBAL = {
     "head.proj.bias": ("head.head.bias",),
 }
 
-BLOCK = {  # inside blocks.{i}. on both sides
+BLOCK = {  # inside blocks.{i}. on both sides (checkpoint.key_table repeats them for every block)
     "self_attn.qkv.weight": ("self_attn.q.weight", "self_attn.k.weight", "self_attn.v.weight"),
     "self_attn.qkv.bias": ("self_attn.q.bias", "self_attn.k.bias", "self_attn.v.bias"),
     "self_attn.norm_q.weight": ("self_attn.norm_q.weight",),
@@ -53,14 +53,6 @@ BLOCK = {  # inside blocks.{i}. on both sides
     "ffn.fc2.bias": ("ffn.2.bias",),
     "modulation": ("modulation",),
 }
-
-
-def key_table(config: DiTConfig) -> dict[str, tuple[str, ...]]:
-    """All rows for a model with `config.num_layers` blocks (rows for parameters a config lacks are dropped later)."""
-    table = dict(GLOBAL)
-    for i in range(config.num_layers):
-        table.update({f"blocks.{i}.{ours}": tuple(f"blocks.{i}.{t}" for t in theirs) for ours, theirs in BLOCK.items()})
-    return table
 
 
 def is_this_format(raw: dict[str, Any]) -> bool:

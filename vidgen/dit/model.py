@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -21,8 +22,9 @@ from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
 from vidgen.dit.config import DiTConfig
+from vidgen.dit.step_cache import StepCache
 from vidgen_kernels.attention import attention, cu_seqlens
-from vidgen_kernels.ops import apply_rope, modulate, rms_norm, rope_angles, rope_rotation
+from vidgen_kernels.ops import apply_rope, linear, modulate, rms_norm, rope_angles, rope_rotation
 
 MAX_PERIOD = 10000.0  # of the sinusoidal timestep features
 
@@ -45,11 +47,14 @@ class TokenLayout:
     group_sizes: consecutive runs of tokens that share one timestep modulation (one run per sample for a scalar t,
         one per latent frame for per-frame t); sum is S.
     cu_seqlens / cu_seqlens_context: packed batches only (B = 1): where each sample's tokens / text tokens start.
+    self_attention: replaces the self-attention kernel when the tokens are one shard of a longer sequence
+        (`vidgen.parallel.sequence`): `(q, k, v)` local `(B, S, H, Dh)` -> `(B, S, H, Dh)`.
     """
 
     group_sizes: tuple[int, ...]
     cu_seqlens: torch.Tensor | None = None
     cu_seqlens_context: torch.Tensor | None = None
+    self_attention: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     @property
     def _uniform(self) -> bool:
@@ -75,6 +80,13 @@ class TokenLayout:
         return torch.addcmul(self._view(residual), self._view(x), self._expand(gate)).reshape(x.shape)
 
 
+class Linear(nn.Linear):
+    """nn.Linear through `vidgen_kernels.ops.linear` (half precision in fp32 on CPUs without half matmul units)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -90,9 +102,9 @@ class MLP(nn.Module):
 
     def __init__(self, dim_in: int, dim_hidden: int, dim_out: int, activation: nn.Module):
         super().__init__()
-        self.fc1 = nn.Linear(dim_in, dim_hidden)
+        self.fc1 = Linear(dim_in, dim_hidden)
         self.act = activation
-        self.fc2 = nn.Linear(dim_hidden, dim_out)
+        self.fc2 = Linear(dim_hidden, dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -109,18 +121,22 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)  # one matmul for q, k, v: exact, and faster than three
+        self.qkv = Linear(dim, 3 * dim)  # one matmul for q, k, v: exact, and faster than three
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.out = nn.Linear(dim, dim)
+        self.out = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """x `(B, S, D)`, rope `(S, Dh/2)` complex -> `(B, S, D)`."""
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         q, k = self.norm_q(q), self.norm_k(k)  # over the full width D, before the head split (as Wan)
         q, k, v = (rearrange(z, "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = _attend(q, k, v, layout.cu_seqlens, layout.cu_seqlens)
+        # Under autocast the norms return fp32 while v is half: attention takes one dtype (a no-op otherwise).
+        q, k = apply_rope(q, rope).to(v.dtype), apply_rope(k, rope).to(v.dtype)
+        if layout.self_attention is not None:
+            out = layout.self_attention(q, k, v)
+        else:
+            out = _attend(q, k, v, layout.cu_seqlens, layout.cu_seqlens)
         return self.out(rearrange(out, "b s h d -> b s (h d)"))
 
 
@@ -128,18 +144,18 @@ class CrossAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
         super().__init__()
         self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
+        self.q = Linear(dim, dim)
+        self.kv = Linear(dim, 2 * dim)
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.out = nn.Linear(dim, dim)
+        self.out = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """x `(B, S, D)`, context `(B, L, D)` (already embedded) -> `(B, S, D)`."""
         q = self.norm_q(self.q(x))
         k, v = self.kv(context).chunk(2, dim=-1)
         k = self.norm_k(k)
-        q, k, v = (rearrange(z, "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
+        q, k, v = (rearrange(z.to(v.dtype), "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
         out = _attend(q, k, v, layout.cu_seqlens, layout.cu_seqlens_context)
         return self.out(rearrange(out, "b s h d -> b s (h d)"))
 
@@ -183,13 +199,16 @@ class Head(nn.Module):
         super().__init__()
         self.eps = c.eps
         self.modulation = nn.Parameter(torch.randn(1, 2, c.dim) / c.dim**0.5)
-        self.proj = nn.Linear(c.dim, c.out_dim * math.prod(c.patch_size))
+        self.proj = Linear(c.dim, c.out_dim * math.prod(c.patch_size))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        """x `(B, S, D)`, time embedding e `(B, G, D)` -> `(B, S, out_dim·pt·ph·pw)`."""
-        mod = (self.modulation.float()[:, None] + e.float()[:, :, None]).to(x.dtype)  # (B, G, 2, D)
-        shift, scale = mod.unbind(2)
-        return self.proj(layout.modulate(F.layer_norm(x, x.shape[-1:], eps=self.eps), shift, scale))
+        """x `(B, S, D)`, time embedding e `(B, G, D)` -> `(B, S, out_dim·pt·ph·pw)`.
+
+        Outside autocast, as Wan: in a model with fp32 weights the head runs in fp32 under bf16 autocast."""
+        with torch.autocast(x.device.type, enabled=False):
+            mod = (self.modulation.float()[:, None] + e.float()[:, :, None]).to(x.dtype)  # (B, G, 2, D)
+            shift, scale = mod.unbind(2)
+            return self.proj(layout.modulate(F.layer_norm(x, x.shape[-1:], eps=self.eps), shift, scale))
 
 
 class DiT(nn.Module):
@@ -202,7 +221,7 @@ class DiT(nn.Module):
         self.patch_embedding = nn.Conv3d(c.in_dim, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
         self.text_embedding = MLP(c.text_dim, c.dim, c.dim, nn.GELU(approximate="tanh"))
         self.time_embedding = MLP(c.freq_dim, c.dim, c.dim, nn.SiLU())
-        self.time_modulation = nn.Linear(c.dim, 6 * c.dim)  # applied to SiLU(time embedding)
+        self.time_modulation = Linear(c.dim, 6 * c.dim)  # applied to SiLU(time embedding)
         self.blocks = nn.ModuleList(DiTBlock(c) for _ in range(c.num_layers))
         self.head = Head(c)
         self.gradient_checkpointing = False  # recompute each block in backward instead of storing its activations
@@ -215,7 +234,9 @@ class DiT(nn.Module):
         # it avoids the slow low-precision Conv3d kernels.
         pt, ph, pw = self.config.patch_size
         patches = rearrange(x, "b c (f pt) (h ph) (w pw) -> b (f h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
-        return F.linear(patches, self.patch_embedding.weight.flatten(1), self.patch_embedding.bias)
+        weight = self.patch_embedding.weight
+        # The residual stream keeps the weights' dtype: fp32 under bf16 autocast (as Wan), only matmuls go half.
+        return linear(patches, weight.flatten(1), self.patch_embedding.bias).to(weight.dtype)
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """x `(B, F'·h'·w', pt·ph·pw·C_out)` -> `(B, C_out, F, h, w)`."""
@@ -226,10 +247,13 @@ class DiT(nn.Module):
         )
 
     def embed_time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """t `(B, G)` -> time embedding e `(B, G, D)` and block modulation `(B, G, 6, D)`, both fp32."""
+        """t `(B, G)` -> time embedding e `(B, G, D)` and block modulation `(B, G, 6, D)`, both fp32.
+
+        Outside autocast (as Wan): with fp32 weights they are computed in fp32 even under bf16 autocast."""
         dtype = self.time_embedding.fc1.weight.dtype
-        e = self.time_embedding(timestep_features(t.flatten(), self.config.freq_dim).to(dtype))  # (B·G, D)
-        mod = self.time_modulation(F.silu(e))  # (B·G, 6·D)
+        with torch.autocast(t.device.type, enabled=False):
+            e = self.time_embedding(timestep_features(t.flatten(), self.config.freq_dim).to(dtype))  # (B·G, D)
+            mod = self.time_modulation(F.silu(e))  # (B·G, 6·D)
         e = e.float().unflatten(0, t.shape)
         return e, mod.float().unflatten(0, t.shape).unflatten(-1, (6, -1))
 
@@ -237,9 +261,23 @@ class DiT(nn.Module):
         """Complex rotations `(f·h·w, Dh/2)` of the 3D RoPE over a token grid."""
         return rope_rotation(rope_angles(self.config.head_dim, grid, self.config.rope_theta, device=device))
 
-    def run_blocks(self, x, time_mod, context, rope, layout: TokenLayout) -> torch.Tensor:
-        """The block loop, x `(B, S, D)` -> `(B, S, D)`; the place to add sequence sharding or step caching."""
-        for block in self.blocks:
+    def run_blocks(self, x, time_mod, context, rope, layout: TokenLayout, step_cache: StepCache | None = None):
+        """The block loop, x `(B, S, D)` -> `(B, S, D)`.
+
+        With a `step_cache`, blocks 2..N may be replaced by their residual from an earlier step (see step_cache.py)."""
+        if step_cache is not None:
+            h = self.blocks[0](x, time_mod, context, rope, layout)
+            first = h - x  # (B, S, D)
+            if step_cache.reuse(first):
+                step_cache.skipped += 1
+                return h + step_cache.rest_residual
+            x = self._run(self.blocks[1:], h, time_mod, context, rope, layout)
+            step_cache.store(first, x - h)
+            return x
+        return self._run(self.blocks, x, time_mod, context, rope, layout)
+
+    def _run(self, blocks, x, time_mod, context, rope, layout):
+        for block in blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, time_mod, context, rope, layout, use_reentrant=False)
             else:
@@ -248,8 +286,19 @@ class DiT(nn.Module):
 
     # ---- forward ---------------------------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """x `(B, C_in, F, h, w)`, t `(B,)` or `(B, F)`, context `(B, L, text_dim)` -> `(B, C_out, F, h, w)`."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, parallel=None,
+                step_cache: StepCache | None = None) -> torch.Tensor:
+        """x `(B, C_in, F, h, w)`, t `(B,)` or `(B, F)`, context `(B, L, text_dim)` -> `(B, C_out, F, h, w)`.
+
+        `parallel`: a `vidgen.parallel.ParallelContext`; with a sequence-parallel group the tokens are sharded over it
+        (every rank passes the same inputs and gets the same full output).
+        `step_cache`: a `StepCache` of this sampling run (one per guidance branch), updated in place."""
+        if parallel is not None and parallel.sp_size > 1:
+            if step_cache is not None:
+                raise NotImplementedError("step caching is not supported with sequence parallelism; drop step_cache")
+            from vidgen.parallel.sequence import sequence_parallel_forward
+
+            return sequence_parallel_forward(self, x, t, context, parallel)
         t = self._check_inputs(x, t, context)
         grid = self._grid(x)
         tokens = self.embed_patches(x)  # (B, S, D)
@@ -257,7 +306,7 @@ class DiT(nn.Module):
         e, time_mod = self.embed_time(t)
         layout = TokenLayout((tokens.shape[1] // t.shape[1],) * t.shape[1])
         context = self.text_embedding(context)  # (B, L, D)
-        tokens = self.run_blocks(tokens, time_mod, context, self.rope(grid, x.device), layout)
+        tokens = self.run_blocks(tokens, time_mod, context, self.rope(grid, x.device), layout, step_cache)
         return self.unpatchify(self.head(tokens, e, layout), grid)
 
     def forward_packed(

@@ -6,9 +6,6 @@ Item `i` of a dataset with seed `s` is always the same clip: its random numbers 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,9 +13,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidgen.files import atomic_folder
 from vidgen.shapes.world import DEFAULT_FRAMES, DEFAULT_SIZE, FPS, ClipSpec, render_clip, sample_spec
+from vidgen.video_io import save_video
 
 MANIFEST = "manifest.jsonl"
+PLAYABLE_CRF = 12  # playable (lossy) files: finer than video_io's default, as they are training data
 
 
 def item_spec(seed: int, index: int, split: str = "train", image_ratio: float = 0.0) -> tuple[ClipSpec, bool]:
@@ -100,29 +100,20 @@ def write_dataset(
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it or choose another folder")
     ShapesDataset(n, seed, frames=frames, size=size, split=split, image_ratio=image_ratio)  # validates arguments first
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         with open(tmp / MANIFEST, "w") as manifest:
             for i in range(n):
                 spec, is_image = item_spec(seed, i, split, image_ratio)
                 clip = render_clip(spec, 1 if is_image else frames, size)
                 name = f"{i:06d}"
-                write_mp4(clip, tmp / f"{name}.mp4", fps=fps, lossless=lossless)
+                if not lossless and (clip.shape[1] % 2 or clip.shape[2] % 2):
+                    raise ValueError(f"yuv420p needs even height and width, got {clip.shape[1]}x{clip.shape[2]}; "
+                                     "use lossless=True or resize")
+                save_video(clip, tmp / f"{name}.mp4", fps=fps, lossless=lossless, crf=PLAYABLE_CRF)
                 (tmp / f"{name}.txt").write_text(spec.text + "\n")
                 record = {"path": f"{name}.mp4", "caption": spec.text, "fps": fps, "frames": len(clip),
                           "spec": asdict(spec)}
                 manifest.write(json.dumps(record) + "\n")
-        if folder.exists():  # overwrite: move the old one aside first so a failure never leaves a half folder
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, old / "x")
-            os.replace(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
@@ -134,30 +125,3 @@ def read_manifest(folder: str | Path) -> list[dict]:
     for r in records:
         r["path"] = str(folder / r["path"])
     return records
-
-
-def write_mp4(frames: np.ndarray, path: str | Path, *, fps: int = FPS, lossless: bool = False) -> None:
-    """Encode uint8 frames (T, H, W, 3) as H.264 mp4 at `path` (written as given; callers handle atomicity)."""
-    import av  # heavy; only needed when writing
-
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    _, height, width, _ = frames.shape
-    if not lossless and (height % 2 or width % 2):
-        raise ValueError(f"yuv420p needs even height and width, got {height}x{width}; use lossless=True or resize")
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264rgb" if lossless else "libx264", rate=fps)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "rgb24" if lossless else "yuv420p"
-        stream.options = {"crf": "0" if lossless else "12", "preset": "medium"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
-
-
-def read_mp4(path: str | Path) -> np.ndarray:
-    """Decode an mp4 to uint8 frames (T, H, W, 3)."""
-    import av
-
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])

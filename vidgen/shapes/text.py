@@ -8,12 +8,10 @@ Everything is built locally from the world's vocabulary: nothing is downloaded.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidgen.files import atomic_folder
 from vidgen.shapes.world import BACKGROUNDS, CAPTION_TEMPLATE, COLOURS, DIRECTIONS, SHAPES
 
 # T5's special-token layout: pad 0 (also the decoder start), eos 1, unk 2.
@@ -118,17 +116,10 @@ def build_shapes_text_encoder(
     model = build_text_encoder(config, seed, vocab_size=len(tokenizer))
     folder.mkdir(parents=True, exist_ok=True)
     for name, obj in (("tokenizer", tokenizer), ("text_encoder", model)):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
-        try:
+        with atomic_folder(targets[name]) as tmp:
             obj.save_pretrained(tmp)
             if name == "tokenizer":
                 _portable_tokenizer_class(tmp / "tokenizer_config.json")
-            if targets[name].exists():
-                shutil.rmtree(targets[name])
-            os.replace(tmp, targets[name])
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return targets["tokenizer"], targets["text_encoder"]
 
 

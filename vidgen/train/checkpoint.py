@@ -53,7 +53,8 @@ class CheckpointManager:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for name, sd in tensors.items():
-            save_file({k: v.detach().cpu().contiguous().clone() for k, v in sd.items()}, str(tmp / f"{name}.safetensors"))
+            plain = {k: v.detach().cpu().contiguous().clone() for k, v in sd.items()}  # no shared storage
+            save_file(plain, str(tmp / f"{name}.safetensors"))
         (tmp / STATE).write_text(json.dumps(state, indent=1))
         manifest = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

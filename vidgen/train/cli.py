@@ -8,9 +8,10 @@ import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("train", help="train the DiT or the VAE from a YAML config",
-                              description="Train per a configs/train/*.yaml file (see docs/training.md). Launch with "
-                                          "`accelerate launch -m vidgen.cli train ...` for several GPUs.")
+    p = subparsers.add_parser(
+        "train", help="train the DiT or the VAE from a YAML config",
+        description="Train per a configs/train/*.yaml file (see docs/training.md). For several GPUs: "
+                    "accelerate launch --config_file configs/accelerate/... -m vidgen train --config ...")
     p.add_argument("--config", required=True, help="training config (YAML or JSON)")
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in output_dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")

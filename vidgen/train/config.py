@@ -23,6 +23,7 @@ class DataConfig:
     folder: str | None = None  # media files with sidecar .txt captions
     manifest: str | None = None  # CSV or JSONL: path, caption[, fps, frames, height, width]
     cache: str | None = None  # precomputed latents + text embeddings (vidgen.data.precompute), task dit only
+    shapes: int | None = None  # the procedural shapes world rendered on the fly: this many seeded items (issue 7)
     buckets: tuple[tuple[int, int, int], ...] = ((17, 64, 64),)  # (frames, height, width); frames = 1 + 4k
     fps: float | None = None  # clips are sampled at this frame rate (None: the file's own)
     image_ratio: float = 0.0  # fraction of batches that are single images
@@ -99,8 +100,8 @@ class TrainConfig:
             errors.append(f"optim.schedule must be 'constant' or 'cosine', got {self.optim.schedule!r}")
         if self.flow.sigma_sampler not in ("uniform", "logit_normal"):
             errors.append(f"flow.sigma_sampler must be 'uniform' or 'logit_normal', got {self.flow.sigma_sampler!r}")
-        if sum(x is not None for x in (self.data.folder, self.data.manifest, self.data.cache)) != 1:
-            errors.append("data needs exactly one of folder, manifest or cache")
+        if sum(x is not None for x in (self.data.folder, self.data.manifest, self.data.cache, self.data.shapes)) != 1:
+            errors.append("data needs exactly one of folder, manifest, cache or shapes")
         if self.data.cache is not None and self.task != "dit":
             errors.append("data.cache holds DiT latents; task vae trains on pixels (use data.folder or data.manifest)")
         if self.vae_loss.perceptual_weight != 0:

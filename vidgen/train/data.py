@@ -31,9 +31,17 @@ def build_data(config: TrainConfig, factors: tuple[int, int], rank: int = 0, wor
                                      seed=config.seed, rank=rank, world_size=world_size)
         return TrainData(cache, sampler, cache.buckets, collate_latents, {}, [])
     from vidgen.data.dataset import MediaDataset, build_index, collate
-    from vidgen.data.sources import read_manifest, scan_folder
 
     buckets = validate_buckets(d.buckets, *factors)
+    if d.shapes is not None:
+        from vidgen.data.shapes_source import ShapesSource
+
+        world = ShapesSource(d.shapes, buckets, seed=config.seed, image_ratio=d.image_ratio)
+        sampler = BucketBatchSampler(world.entries, world.buckets, d.batch_size, image_ratio=d.image_ratio,
+                                     seed=config.seed, rank=rank, world_size=world_size)
+        return TrainData(world, sampler, world.buckets, collate, {}, [])
+    from vidgen.data.sources import read_manifest, scan_folder
+
     items = scan_folder(d.folder) if d.folder is not None else read_manifest(d.manifest)
     index = build_index(items, buckets, fps=d.fps, images_from_videos=d.images_from_videos,
                         where=f"data.{'folder' if d.folder is not None else 'manifest'} {d.folder or d.manifest}")
@@ -70,5 +78,6 @@ def precompute_from_config(config: TrainConfig, folder, *, overwrite: bool = Fal
     task = DiTTask.build(config, models)
     if task.text is None:
         raise ValueError("precompute needs text_encoder: the cache stores text embeddings")
-    data = build_data(dataclasses.replace(config, data=dataclasses.replace(config.data, random_crop=False)), task.factors)
+    centred = dataclasses.replace(config, data=dataclasses.replace(config.data, random_crop=False))
+    data = build_data(centred, task.factors)
     return precompute(data.dataset, task.vae, task.text, task.dit.config.text_len, folder, overwrite=overwrite)

@@ -46,9 +46,12 @@ class DiTTask:
 
         models = models or {}
         dit = models.get("dit") or load_dit(config.model)
-        vae = models.get("vae") or (load_vae(config.vae) if config.vae and config.data.cache is None else None)
+        # From a cache, the VAE and a frozen text encoder are only needed to decode and prompt preview clips.
+        previews = config.sample_every > 0 and bool(config.sample_prompts)
+        need_vae = config.data.cache is None or previews
+        vae = models.get("vae") or (load_vae(config.vae) if config.vae and need_vae else None)
         text = models.get("text")
-        if text is None and config.text_encoder and (config.data.cache is None or config.train_text_encoder):
+        if text is None and config.text_encoder and (need_vae or config.train_text_encoder):
             text = TextConditioner.from_folder(config.text_encoder, dit.config.text_len)
         return cls(config, dit, vae, text)
 
@@ -112,15 +115,38 @@ class DiTTask:
         return flow_matching_loss(lambda x, t: model(x, t, context), x0, sig.to(device), noise.to(device),
                                   prefix=prefix.to(device))
 
-    def export(self, folder: Path, modules: dict, batches=None) -> None:
-        """The trained networks in their loadable formats: `dit/` and, when trained, `text_encoder/` + `tokenizer/`."""
-        modules["model"].save_pretrained(folder / "dit", overwrite=True)
-        if "text_encoder" in modules:
-            modules["text_encoder"].save_pretrained(folder)
+    def export(self, folder: Path, modules: dict, batches=None, buckets=()) -> None:
+        """The trained model in a loadable form: with a VAE and a text encoder at hand, a whole pipeline folder
+        (`VideoPipeline.from_pretrained(folder)`; generation defaults from the first video bucket, editable in
+        vidgen_pipeline.json); else `transformer/` (+ `text_encoder/`, `tokenizer/` when trained)."""
+        dit = modules["model"]
+        text = modules.get("text_encoder", self.text)
+        if self.vae is None or text is None:
+            dit.save_pretrained(folder / "transformer", overwrite=True)
+            if "text_encoder" in modules:
+                modules["text_encoder"].save_pretrained(folder)
+            return
+        from vidgen.pipeline import PipelineConfig, VideoPipeline
+        from vidgen.text import TextEncoder
+
+        video = next((b for b in buckets if b.frames > 1), None)
+        defaults = {}
+        if video is not None:
+            vc = self.vae.config
+            if self.config.data.cache is not None:  # latent bucket -> pixels
+                video = type(video)(1 + (video.frames - 1) * vc.temporal_compression,
+                                    video.height * vc.spatial_compression, video.width * vc.spatial_compression)
+            defaults = {"num_frames": video.frames, "height": video.height, "width": video.width}
+        if self.config.data.fps:
+            defaults["fps"] = round(self.config.data.fps)
+        encoder = TextEncoder(text.encoder, text.tokenizer, max_tokens=text.text_len)
+        VideoPipeline(dit, self.vae, encoder, PipelineConfig(**defaults)).save_pretrained(folder, overwrite=True)
 
     @torch.no_grad()
     def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:
-        """Sample one clip per `sample_prompts` entry at the first video bucket's size; write mp4s (or png for images)."""
+        """Sample one clip per `sample_prompts` entry at the first video bucket's size; write mp4s (or png for images).
+
+        Previews use the current weights (not the EMA) and their own seeds, never the training generator."""
         from vidgen.flow import sigma_schedule, to_timestep
         from vidgen.samplers import sample_euler
         from vidgen.video_io import save_video
@@ -131,8 +157,11 @@ class DiTTask:
         was_training = model.training
         model.eval()
         vc = self.vae.config
-        shape = (1, self.dit.config.in_dim, 1 + (bucket.frames - 1) // vc.temporal_compression,
-                 bucket.height // vc.spatial_compression, bucket.width // vc.spatial_compression)
+        if self.config.data.cache is not None:  # the cache's buckets are latent (F, h, w)
+            shape = (1, self.dit.config.in_dim, bucket.frames, bucket.height, bucket.width)
+        else:
+            shape = (1, self.dit.config.in_dim, 1 + (bucket.frames - 1) // vc.temporal_compression,
+                     bucket.height // vc.spatial_compression, bucket.width // vc.spatial_compression)
         device = next(model.parameters()).device
         out = []
         for i, prompt in enumerate(self.config.sample_prompts):

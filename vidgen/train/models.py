@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 
@@ -44,6 +43,3 @@ def set_gradient_checkpointing(module: nn.Module, enabled: bool) -> None:
         return
     module.gradient_checkpointing = enabled
 
-
-def trainable_parameters(module: nn.Module) -> list[torch.nn.Parameter]:
-    return [p for p in module.parameters() if p.requires_grad]

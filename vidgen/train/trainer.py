@@ -222,6 +222,6 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         final = {n: accelerator.unwrap_model(m) for n, m in wrapped.items()}
         if ema is not None:  # export the EMA weights, the ones meant for sampling
             ema.copy_to(final["model"])
-        task.export(out / FINAL, final, batches)
+        task.export(out / FINAL, final, batches, data.buckets)
     accelerator.end_training()
     return result

@@ -25,7 +25,7 @@ class Reconstruction(nn.Module):
         self.vae = vae
 
     def forward(self, video: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """video (B, 3, 1+4k, H, W), eps like the latent → (reconstruction like video, mu, logvar (B, z, 1+k, h, w))."""
+        """video (B, 3, 1+4k, H, W), eps (B, z, 1+k, h, w) → (reconstruction like video, mu, logvar like eps)."""
         mu, logvar = self.vae.posterior(video)
         z = mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype)
         return self.vae.decode_raw(z), mu, logvar
@@ -73,7 +73,7 @@ class VAETask:
         return l.l1_weight * l1 + l.l2_weight * l2 + l.kl_weight * kl
 
     @torch.no_grad()
-    def export(self, folder: Path, modules: dict, batches=None) -> None:
+    def export(self, folder: Path, modules: dict, batches=None, buckets=()) -> None:
         """Save the VAE with latent statistics measured on up to STATS_BATCHES training batches, so that its
         normalised latents have zero mean and unit variance per channel — what the DiT trained on them expects."""
         vae = modules["model"].vae

@@ -1,0 +1,37 @@
+"""scripts/bench.py's command line and table (the benchmark itself is run by hand: it takes minutes)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidgen.bench.common import Row
+from vidgen.bench.run import parse_args
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_parts_are_checked():
+    assert parse_args(["--only", "dit, vae"]).parts == ("dit", "vae")
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "dit,speed"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_mode_fails_clearly_without_cuda():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--device", "cuda", "--only", "dit"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode != 0
+    assert "sees no CUDA device" in proc.stderr and "--device cpu" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_row_reports_ratios_ours_over_reference():
+    row = Row("DiT forward", "fp32", ours_s=0.5, ref_s=1.0, diff=1e-6, ours_mib=30, ref_mib=60, flops=1e9,
+              matmul_flops_per_s=4e9)
+    cells = [c.strip() for c in row.markdown().strip("|").split("|")]
+    assert cells[:7] == ["DiT forward", "fp32", "500", "1000", "**0.50**", "30 / 60", "**0.50**"]
+    assert cells[7:10] == ["2.0", "4.0", "50%"]

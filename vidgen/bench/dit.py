@@ -1,0 +1,170 @@
+"""DiT forward and one guided denoising step, ours vs diffusers, on the same config, weights and inputs.
+
+The step is what a generation repeats N times: ours is `VideoPipeline`'s model (both guidance branches in one batched
+forward) under `sample_euler`; the reference is `WanPipeline`'s loop body: two `WanTransformer3DModel` forwards
+(conditional, unconditional), the guidance mix and `FlowMatchEulerDiscreteScheduler.step`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vidgen.bench.common import DTYPES, Row, peak_of, rel_diff, time_pair
+from vidgen.dit.config import DiTConfig
+from vidgen.dit.model import DiT
+
+
+@dataclass(frozen=True)
+class DiTCase:
+    config: DiTConfig
+    latent: tuple[int, int, int, int]  # (C, F, h, w)
+    text_len: int
+
+    @property
+    def tokens(self) -> int:
+        c, f, h, w = self.latent
+        pt, ph, pw = self.config.patch_size
+        return (f // pt) * (h // ph) * (w // pw)
+
+
+CASES = {
+    # the embedded default model at its own size: small, so per-op overhead shows
+    "shapes": DiTCase(DiTConfig.preset("shapes"), (16, 5, 8, 8), 64),
+    # wider and longer: matmuls and attention dominate
+    "medium": DiTCase(DiTConfig(dim=512, ffn_dim=2048, num_heads=8, num_layers=2, text_dim=256, text_len=64),
+                      (16, 5, 16, 16), 64),
+}
+GUIDANCE = 5.0
+SHIFT = 3.0
+STEPS = 20  # the schedule the benchmarked step is taken from (its middle step)
+
+
+def build_pair(config: DiTConfig, dtype: torch.dtype, device) -> tuple[DiT, torch.nn.Module]:
+    """Our model and diffusers' `WanTransformer3DModel` on identical random weights."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.utils import logging as diffusers_logging
+
+    from vidgen.dit.checkpoint import export_config, export_state_dict
+
+    diffusers_logging.set_verbosity_error()  # it warns that some modules "should be kept in fp32": compared as-is
+    torch.manual_seed(0)
+    ours = DiT(config).eval()
+    kwargs = {k: v for k, v in export_config(config, "diffusers").items() if not k.startswith("_")}
+    theirs = WanTransformer3DModel(**kwargs).eval()
+    theirs.load_state_dict(export_state_dict(ours, "diffusers"))
+    return ours.to(device, dtype), theirs.to(device, dtype)
+
+
+def inputs(case: DiTCase, dtype: torch.dtype, device, seed: int = 1):
+    """Latent (1, C, F, h, w), t (1,), conditional and unconditional text (1, L, text_dim)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, *case.latent, generator=g)
+    cond, uncond = (torch.randn(1, case.text_len, case.config.text_dim, generator=g) for _ in range(2))
+    return x.to(device, dtype), torch.tensor([500.0], device=device), cond.to(device, dtype), uncond.to(device, dtype)
+
+
+def forward_flops(case: DiTCase) -> float:
+    """Multiply-adds × 2 of the matmuls and attention of one forward (element-wise ops not counted)."""
+    c, s, l = case.config, case.tokens, case.text_len
+    d = c.dim
+    per_block = 2 * s * d * 4 * d + 4 * s * s * d  # q,k,v,o projections; QKᵀ and AV
+    per_block += 2 * s * d * 2 * d + 2 * l * d * 2 * d + 4 * s * l * d  # cross q,o; k,v on text; attention
+    per_block += 4 * s * d * c.ffn_dim
+    return c.num_layers * per_block + 2 * l * d * (c.text_dim + d)
+
+
+def matmul_flops_per_s(case: DiTCase, dtype: torch.dtype, device) -> float:
+    """FLOP/s of a (tokens × dim) @ (dim × ffn_dim) product, the model's largest matmul, through the same linear the
+    model uses (`vidgen_kernels.ops.linear`): the practical ceiling for these shapes on this machine."""
+    from vidgen_kernels.ops import linear
+
+    c = case.config
+    a = torch.randn(case.tokens, c.dim, device=device).to(dtype)
+    w = torch.randn(c.ffn_dim, c.dim, device=device).to(dtype)
+    seconds = time_pair({"mm": lambda: linear(a, w)}, torch.device(device), repeats=7)["mm"]
+    return 2 * case.tokens * c.dim * c.ffn_dim / seconds
+
+
+# ---- one forward --------------------------------------------------------------------------------------------------
+
+def forward_fns(case: DiTCase, dtype: torch.dtype, device):
+    ours, theirs = build_pair(case.config, dtype, device)
+    x, t, ctx, _ = inputs(case, dtype, device)
+    return {"ours": lambda: ours(x, t, ctx), "diffusers": lambda: theirs(x, t, ctx, return_dict=False)[0]}
+
+
+def forward_peak(case_name: str, dtype_name: str, which: str, device: str) -> float:
+    """In a fresh process: peak memory growth of one forward, MiB (weights excluded)."""
+    fns = forward_fns(CASES[case_name], DTYPES[dtype_name], device)
+    return peak_of(fns[which], torch.device(device))
+
+
+def bench_forward(case_name: str, dtype_name: str, device, repeats: int, memory) -> Row:
+    """`memory(fn, *args)` runs `fn` in a fresh process and returns its result (`run_isolated`), or None to skip."""
+    case, dtype = CASES[case_name], DTYPES[dtype_name]
+    fns = forward_fns(case, dtype, device)
+    with torch.no_grad():
+        diff = rel_diff(fns["ours"](), fns["diffusers"]())
+    times = time_pair(fns, device, repeats)
+    row = Row(f"DiT forward, {case_name} ({case.tokens} tokens)", dtype_name, times["ours"], times["diffusers"], diff,
+              flops=forward_flops(case), matmul_flops_per_s=matmul_flops_per_s(case, dtype, device))
+    if memory is not None:
+        row.ours_mib, row.ref_mib = (memory(forward_peak, case_name, dtype_name, w, str(device))
+                                     for w in ("ours", "diffusers"))
+    return row
+
+
+# ---- one guided denoising step ------------------------------------------------------------------------------------
+
+def step_fns(case: DiTCase, dtype: torch.dtype, device):
+    """Ours and the reference taking the same latents x (fp32) through step STEPS // 2 of the same Euler schedule
+    -> ({name: step}, x)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from vidgen.pipeline import VideoPipeline
+    from vidgen.samplers import cfg, sample_euler
+
+    ours, theirs = build_pair(case.config, dtype, device)
+    x, _, cond, uncond = inputs(case, dtype, device)
+    x = x.float()
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=SHIFT)
+    scheduler.set_timesteps(STEPS, device=device)
+    i = STEPS // 2
+    sigmas, t = scheduler.sigmas[i:i + 2].float().cpu(), scheduler.timesteps[i]
+
+    pipe = VideoPipeline(ours, vae=None, text_encoder=None)  # only its DiT wiring is used
+    model = cfg(pipe._velocity(cond), pipe._velocity(uncond), GUIDANCE, model_both=pipe._velocity_both(cond, uncond))
+
+    def ours_step():
+        return sample_euler(model, x, sigmas)
+
+    def diffusers_step():
+        scheduler._step_index = None  # step() advances it; start from step i on every call
+        lat = x.to(dtype)
+        v = theirs(hidden_states=lat, timestep=t.expand(1), encoder_hidden_states=cond, return_dict=False)[0]
+        v_u = theirs(hidden_states=lat, timestep=t.expand(1), encoder_hidden_states=uncond, return_dict=False)[0]
+        v = v_u + GUIDANCE * (v - v_u)
+        return scheduler.step(v, t, x, return_dict=False)[0]
+
+    return {"ours": ours_step, "diffusers": diffusers_step}, x
+
+
+def step_peak(case_name: str, dtype_name: str, which: str, device: str) -> float:
+    fns, _ = step_fns(CASES[case_name], DTYPES[dtype_name], device)
+    return peak_of(fns[which], torch.device(device))
+
+
+def bench_step(case_name: str, dtype_name: str, device, repeats: int, memory) -> Row:
+    case, dtype = CASES[case_name], DTYPES[dtype_name]
+    fns, x = step_fns(case, dtype, device)
+    with torch.no_grad():
+        diff = rel_diff(fns["ours"]() - x, fns["diffusers"]() - x)  # of the update, not of x itself
+    times = time_pair(fns, device, repeats)
+    row = Row(f"guided Euler step (CFG {GUIDANCE:g}), {case_name}", dtype_name, times["ours"], times["diffusers"],
+              diff, flops=2 * forward_flops(case), matmul_flops_per_s=matmul_flops_per_s(case, dtype, device))
+    if memory is not None:
+        row.ours_mib, row.ref_mib = (memory(step_peak, case_name, dtype_name, w, str(device))
+                                     for w in ("ours", "diffusers"))
+    return row

@@ -1,0 +1,125 @@
+"""CausalVAE vs diffusers' AutoencoderKLWan: encode, decode (one-shot and streamed), and streaming memory over length.
+
+Both load the same saved diffusers folder (random weights, every layer perturbed so none is the zero-init identity).
+Ours takes and returns normalised latents; the reference gets the same numbers de-normalised.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from causal_vae import CausalVAE, VAEConfig
+from vidgen.bench.common import Row, peak_of, rel_diff, time_pair
+
+# Wan 2.1's structure at a third of its width: big enough that per-call overhead does not dominate.
+BENCH_CONFIG = VAEConfig(base_dim=32, num_res_blocks=2)
+BENCH_VIDEO = (1, 3, 9, 64, 64)
+# bf16 Conv3d on a CPU without bf16 units is ~40x slower than fp32: a tiny case, to show it runs and how it compares.
+BF16_CONFIG = VAEConfig(base_dim=8, num_res_blocks=1)
+BF16_VIDEO = (1, 3, 5, 32, 32)
+# Streaming decode into an mp4: memory should not grow with length.
+STREAM_CONFIG = VAEConfig(base_dim=8, num_res_blocks=1)
+STREAM_SIZE = 128
+STREAM_LENGTHS = (8, 32)
+
+
+def save_reference(cfg: VAEConfig, folder: str, seed: int = 0) -> None:
+    """A random diffusers AutoencoderKLWan of `cfg`, saved to `folder`."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(seed)
+    ref = AutoencoderKLWan(
+        base_dim=cfg.base_dim, z_dim=cfg.z_dim, dim_mult=list(cfg.dim_mult), num_res_blocks=cfg.num_res_blocks,
+        temperal_downsample=list(cfg.temporal_downsample), latents_mean=list(cfg.latents_mean),
+        latents_std=list(cfg.latents_std),
+    )  # fmt: skip
+    with torch.no_grad():  # Wan zero-initialises some layers; give every one some weight
+        for p in ref.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    ref.save_pretrained(folder)
+
+
+def load(impl: str, folder: str, dtype=torch.float32, device="cpu"):
+    if impl == "ours":
+        return CausalVAE.from_pretrained(folder, dtype=dtype, device=device)
+    from diffusers import AutoencoderKLWan
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # its "keep in float32" advice: both are compared as loaded
+    return AutoencoderKLWan.from_pretrained(folder).to(device, dtype).eval()
+
+
+def _stats(cfg: VAEConfig, like: torch.Tensor):
+    mean = torch.tensor(cfg.latents_mean, device=like.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(cfg.latents_std, device=like.device).view(1, -1, 1, 1, 1)
+    return mean.to(like.dtype), std.to(like.dtype)
+
+
+def op_fns(impl: str, folder: str, cfg: VAEConfig, video_shape, dtype=torch.float32, device="cpu"):
+    """{op: callable} for encode, decode and streamed decode of one implementation on fixed inputs."""
+    vae = load(impl, folder, dtype, device)
+    torch.manual_seed(0)
+    video = (torch.rand(video_shape) * 2 - 1).to(device, dtype)
+    b, _, t, h, w = video_shape
+    z = torch.randn(b, cfg.z_dim, 1 + (t - 1) // 4, h // 8, w // 8).to(device, dtype)
+    mean, std = _stats(cfg, z)
+    if impl == "ours":
+        def stream():  # one latent frame at a time; each pixel chunk is dropped (a sink)
+            for _ in vae.stream_decode(z[:, :, i:i + 1] for i in range(z.shape[2])):
+                pass
+        return {"encode": lambda: vae.encode(video), "decode": lambda: vae.decode(z), "stream decode": stream}
+    return {"encode": lambda: (vae.encode(video).latent_dist.mean - mean) / std,
+            "decode": lambda: vae.decode(z * std + mean).sample,
+            "stream decode": lambda: vae.decode(z * std + mean).sample}  # no streaming API: one-shot
+
+
+def op_peak(impl: str, folder: str, op: str, video_shape, device: str) -> float:
+    """In a fresh process: peak memory growth of one op, MiB (the model excluded)."""
+    cfg = CausalVAE.from_pretrained(folder).config
+    return peak_of(op_fns(impl, folder, cfg, video_shape, device=device)[op], torch.device(device))
+
+
+def bench_ops(folder: str, cfg: VAEConfig, video_shape, dtype_name: str, device, repeats: int, memory,
+              label: str) -> list[Row]:
+    """Rows for encode, decode, stream decode; `memory(fn, *args)` as in `vidgen.bench.dit.bench_forward`."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    ours, ref = op_fns("ours", folder, cfg, video_shape, dtype, device), op_fns("diffusers", folder, cfg,
+                                                                              video_shape, dtype, device)
+    ops = ("encode", "decode", "stream decode") if memory is not None else ("encode", "decode")
+    with torch.no_grad():
+        diffs = {op: rel_diff(ours[op](), ref[op]()) for op in ("encode", "decode")}
+    diffs["stream decode"] = diffs["decode"]  # chunks of the same decode (tests/test_vae_stream.py)
+    fns = {f"{impl} {op}": f[op] for op in ops for impl, f in (("ours", ours), ("diffusers", ref))}
+    times = time_pair(fns, device, repeats)
+    rows = []
+    for op in ops:
+        name = {"stream decode": "VAE decode streamed (ours per latent frame; diffusers one-shot)"}.get(op, f"VAE {op}")
+        row = Row(f"{name}, {label}", dtype_name, times[f"ours {op}"], times[f"diffusers {op}"], diffs[op])
+        if memory is not None:
+            row.ours_mib, row.ref_mib = (memory(op_peak, impl, folder, op, video_shape, str(device))
+                                         for impl in ("ours", "diffusers"))
+        rows.append(row)
+    return rows
+
+
+def decode_to_mp4(impl: str, folder: str, latent_frames: int, size: int, out: str) -> float:
+    """In a fresh process: decode `latent_frames` latents into an mp4 file; peak RSS growth, MiB."""
+    import av
+
+    torch.manual_seed(0)
+    vae = load(impl, folder)
+    z = torch.randn(1, 16, latent_frames, size // 8, size // 8)
+
+    def run():
+        with av.open(out, "w") as container:
+            stream = container.add_stream("mpeg4", rate=16)
+            stream.width = stream.height = size
+            stream.pix_fmt = "yuv420p"
+            parts = vae.stream_decode([z]) if impl == "ours" else [vae.decode(z).sample]
+            for part in parts:  # (1, 3, t, H, W) in [-1, 1]
+                frames = ((part[0].permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+                for frame in frames:
+                    container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+
+    return peak_of(run, torch.device("cpu"))
