@@ -182,6 +182,20 @@ def test_checkpoint_from_another_config_is_a_clear_error(media, tmp_path):
         train(other, resume=True, progress=False)
 
 
+def test_resume_accepts_a_key_added_to_the_config_schema_at_its_absent_value(media, tmp_path):
+    """A checkpoint from before a new config key existed (its value None now) resumes; a real change still fails."""
+    from vidgen.train.trainer import _check_resumable
+    from vidgen.train.config import learning_dict
+
+    config = TrainConfig.load(tiny(media, tmp_path))
+    old = {k: v for k, v in learning_dict(config).items() if v is not None}
+    assert len(old) < len(learning_dict(config))  # the config has keys at None to drop
+    _check_resumable(tmp_path, {"config_hash": "from-an-older-schema", "learning_config": old}, config)
+    old["optim.lr"] = 0.5
+    with pytest.raises(CheckpointError, match=r"optim.lr: 0.5 \(checkpoint\)"):
+        _check_resumable(tmp_path, {"config_hash": "from-an-older-schema", "learning_config": old}, config)
+
+
 def _unit_latent_vae(video: torch.Tensor):
     """The tiny VAE with latent statistics set from `video`, so its normalised latents have unit scale (a random
     VAE's raw latents are nearly constant, which would make any sample look close)."""

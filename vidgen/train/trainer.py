@@ -59,6 +59,8 @@ def _check_resumable(path: Path, state: dict, config: TrainConfig) -> None:
     old, new = state.get("learning_config", {}), learning_dict(config)
     diff = [f"{k}: {old.get(k)!r} (checkpoint) vs {new.get(k)!r} (now)" for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)]
+    if not diff:  # the config schema gained a key since, at the value its absence meant: the same run
+        return
     raise ckpt.CheckpointError(
         f"checkpoint {path} was written by a different training config; differing keys:\n  " + "\n  ".join(diff)
         + "\nResume with the original config, or train into a new output_dir.")
