@@ -20,7 +20,7 @@ BF16_VIDEO = (1, 3, 5, 32, 32)
 # Streaming decode into an mp4: memory should not grow with length.
 STREAM_CONFIG = VAEConfig(base_dim=8, num_res_blocks=1)
 STREAM_SIZE = 128
-STREAM_LENGTHS = (8, 32)
+STREAM_LENGTHS = (8, 64)
 
 
 def save_reference(cfg: VAEConfig, folder: str, seed: int = 0) -> None:
