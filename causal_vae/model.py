@@ -200,13 +200,7 @@ class CausalVAE(nn.Module):
             check_video(part, self.config, where=f"stream_encode part {i}", any_length=True)
             if part.shape[2] == 0:
                 continue
-            if shape is None:
-                shape = (part.shape[0], part.shape[3], part.shape[4])
-            elif (part.shape[0], part.shape[3], part.shape[4]) != shape:
-                raise ValueError(
-                    f"stream_encode part {i} has batch, height, width {(part.shape[0], *part.shape[3:])}, "
-                    f"but the stream started with {shape}; every part must match"
-                )
+            shape = _same_stream_shape(part, shape, f"stream_encode part {i}")
             part = part.to(self.device, self.dtype)
             buffer = part if buffer is None else torch.cat([buffer, part], dim=2)
             while buffer is not None:
@@ -239,13 +233,7 @@ class CausalVAE(nn.Module):
             if isinstance(part, torch.Tensor) and part.dim() == 5 and part.shape[2] == 0:
                 continue  # an empty chunk adds nothing, as in stream_encode
             check_latents(part, self.config, where=f"stream_decode part {i}")
-            if shape is None:
-                shape = (part.shape[0], part.shape[3], part.shape[4])
-            elif (part.shape[0], part.shape[3], part.shape[4]) != shape:
-                raise ValueError(
-                    f"stream_decode part {i} has batch, height, width {(part.shape[0], *part.shape[3:])}, "
-                    f"but the stream started with {shape}; every part must match"
-                )
+            shape = _same_stream_shape(part, shape, f"stream_decode part {i}")
             z = self.denormalize(part.to(self.device, self.dtype))
             for j in range(z.shape[2]):
                 seen += 1
@@ -316,3 +304,12 @@ def check_latents(z, cfg: VAEConfig, where: str = "latents") -> None:
         raise ValueError(f"{where}: empty latents of shape {tuple(z.shape)}; expected {expected} with F, h, w ≥ 1")
     if not torch.isfinite(z).all():
         raise ValueError(f"{where}: contains NaN or infinite values")
+
+
+def _same_stream_shape(part: torch.Tensor, shape: tuple | None, where: str) -> tuple:
+    """The (batch, height, width) every part of a stream must share: set by the first part, checked for the rest."""
+    this = (part.shape[0], part.shape[3], part.shape[4])
+    if shape is not None and this != shape:
+        raise ValueError(f"{where} has batch, height, width {this}, but the stream started with {shape}; "
+                         "every part must match")
+    return this
