@@ -134,6 +134,7 @@ def stage_data(recipe: ShapesRecipe) -> Path:
 def stage_vae(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
     """Train the VAE on clips and single frames (L1 + small KL); resumes from its newest checkpoint."""
     from causal_vae import CausalVAE
+    from causal_vae.init import init_for_training
     from vidgen.train.trainer import train
 
     stage_data(recipe)
@@ -141,7 +142,7 @@ def stage_vae(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
     if not init.is_dir():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
-            vae = CausalVAE(recipe.vae_model)
+            vae = init_for_training(CausalVAE(recipe.vae_model))
         with torch.no_grad():
             vae.quant_conv.bias[vae.config.z_dim:] = LOGVAR_INIT  # channels z_dim.. are the log-variance
         vae.save_pretrained(init)
