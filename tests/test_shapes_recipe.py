@@ -24,6 +24,8 @@ TINY = {
     "vae_train": {"task": "vae", "data": {"folder": "x", "buckets": [[1, 32, 32], [5, 32, 32]], "image_ratio": 0.5,
                                           "images_from_videos": True, "batch_size": 2},
                   "max_steps": 2, "save_every": 1, "log_every": 1, "ema_decay": 0.9},
+    "decoder_train": {"task": "vae", "data": {"folder": "x", "buckets": [[5, 32, 32]], "batch_size": 2},
+                      "optim": {"lr": 1.0e-2}, "max_steps": 2, "save_every": 1, "log_every": 1},
     "dit_train": {"task": "dit", "data": {"cache": "x", "image_ratio": 0.5, "batch_size": 2},
                   "max_steps": 2, "save_every": 1, "log_every": 1, "ema_decay": 0.9},
 }
@@ -33,8 +35,25 @@ TINY = {
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     recipe = ShapesRecipe.load(TINY).with_run_dir(root / "run")
-    run_stages(recipe, ["data", "vae", "latents", "dit", "export"], export_to=root / "model", progress=False)
+    run_stages(recipe, ["data", "vae", "latents", "dit", "decoder", "export"], export_to=root / "model",
+               progress=False)
     return recipe, root
+
+
+def test_decoder_stage_keeps_the_latent_space_and_export_ships_its_decoder(trained):
+    from causal_vae import CausalVAE
+
+    recipe, root = trained
+    before = CausalVAE.from_pretrained(recipe.root / "vae_normalized")
+    after = CausalVAE.from_pretrained(recipe.root / "decoder" / "final" / "vae")
+    shipped = CausalVAE.from_pretrained(root / "model" / "vae")
+    assert after.config == before.config  # the latent statistics the DiT was trained with
+    a, b, c = before.state_dict(), after.state_dict(), shipped.state_dict()
+    for name in a:
+        if name.startswith(("encoder.", "quant_conv.")):
+            assert torch.equal(a[name], b[name]), name
+    assert any(not torch.equal(a[n], b[n]) for n in a if n.startswith("decoder."))
+    assert all(torch.equal(b[n], c[n]) for n in b)
 
 
 def test_stages_leave_a_loadable_pipeline_with_the_recipe_defaults(trained):

@@ -1,4 +1,4 @@
-"""The training recipe of the embedded default model: stages data → vae → latents → dit → export on the shapes world.
+"""The training recipe of the embedded default model: stages data → vae → latents → dit → decoder → export.
 
 Every stage is seeded and resumable: it skips work whose output already exists, and the two training stages continue
 from their newest checkpoint (`vidgen.train.trainer.train(..., resume=True)`), so a killed run is restarted by running
@@ -10,6 +10,8 @@ the same command again. The layout of a run folder (`run_dir`):
     text/            tokenizer/ + text_encoder/ (seeded random UMT5, frozen), combined/ (both in one folder)
     latents/         the DiT's training data: latents + text embeddings, computed once
     dit_init/        the DiT's seeded initial weights          dit/   its training run (checkpoints/, final/dit)
+    decoder/         optional: the VAE decoder trained further with the encoder frozen (checkpoints/, final/vae);
+                     the latent space is unchanged, so it can run beside the dit stage, and export uses it
 
 `export` assembles a `VideoPipeline` (our saved format) with the model's own generation defaults.
 """
@@ -33,7 +35,7 @@ from vidgen.train.config import TrainConfig
 
 log = logging.getLogger("vidgen.shapes.recipe")
 
-STAGES = ("data", "vae", "latents", "dit", "export")
+STAGES = ("data", "vae", "latents", "dit", "decoder", "export")
 FINAL = "final"
 # Initial bias of the posterior's log-variance channels: a nearly deterministic start (σ = e^-4), so the decoder is not
 # first trained through unit-variance noise that the encoder must slowly learn to shrink.
@@ -50,6 +52,7 @@ class ShapesRecipe:
     vae_train: TrainConfig
     dit_train: TrainConfig
     vae_images_train: TrainConfig | None = None  # an images-only first phase of VAE training (then vae_train)
+    decoder_train: TrainConfig | None = None  # stage decoder: the decoder alone, on the normalised VAE (frozen encoder)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     defaults: PipelineConfig = field(default_factory=PipelineConfig)  # generation defaults shipped with the model
     run_dir: str = "runs/shapes"
@@ -66,9 +69,9 @@ class ShapesRecipe:
         if self.text_encoder.d_model != self.dit_model.text_dim:
             raise ValueError(f"the text encoder's d_model ({self.text_encoder.d_model}) must equal the DiT's text_dim "
                              f"({self.dit_model.text_dim})")
-        if self.vae_train.task != "vae" or self.dit_train.task != "dit" or (
-                self.vae_images_train is not None and self.vae_images_train.task != "vae"):
-            raise ValueError("vae_train needs task: vae and dit_train task: dit")
+        if self.vae_train.task != "vae" or self.dit_train.task != "dit" or any(
+                c is not None and c.task != "vae" for c in (self.vae_images_train, self.decoder_train)):
+            raise ValueError("vae_train, vae_images_train and decoder_train need task: vae, dit_train task: dit")
 
     @classmethod
     def load(cls, source) -> "ShapesRecipe":
@@ -96,6 +99,15 @@ class ShapesRecipe:
         start = self.root / ("vae_images/final/vae" if self.vae_images_train is not None else "vae_init")
         return dataclasses.replace(c, vae=str(start), data=data, output_dir=str(self.root / "vae"),
                                    seed=self.seed, max_steps=max_steps or c.max_steps)
+
+    def decoder_train_config(self, max_steps: int | None = None) -> TrainConfig:
+        c = self.decoder_train
+        if c is None:
+            raise ValueError("the recipe has no decoder_train section: the decoder stage has nothing to run")
+        data = dataclasses.replace(c.data, folder=str(self.root / "data"), manifest=None, cache=None)
+        return dataclasses.replace(c, vae=str(self.root / "vae_normalized"), data=data, train_vae_encoder=False,
+                                   output_dir=str(self.root / "decoder"), seed=self.seed,
+                                   max_steps=max_steps or c.max_steps)
 
     def dit_train_config(self, max_steps: int | None = None) -> TrainConfig:
         c = self.dit_train
@@ -221,6 +233,23 @@ def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
     return Path(config.output_dir) / FINAL / "dit"
 
 
+def stage_decoder(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
+    """Train the decoder further with the encoder frozen (the DiT's latent space does not move); resumes."""
+    from vidgen.train.trainer import train
+
+    if not (recipe.root / "vae_normalized").is_dir():
+        raise FileNotFoundError(f"{recipe.root / 'vae_normalized'} does not exist: run the latents stage first")
+    config = recipe.decoder_train_config(max_steps)
+    train(config, resume=True, progress=progress)
+    return Path(config.output_dir) / FINAL / "vae"
+
+
+def trained_vae_folder(recipe: ShapesRecipe) -> Path:
+    """The VAE to ship: the decoder stage's result when it has finished, else the normalised VAE."""
+    decoder = recipe.root / "decoder" / FINAL / "vae"
+    return decoder if decoder.is_dir() else recipe.root / "vae_normalized"
+
+
 def load_trained_dit(recipe: ShapesRecipe, from_checkpoint: bool = False):
     """The trained DiT: the final export of the dit stage, or (`from_checkpoint`, or no final yet) the newest
     checkpoint's EMA weights (its raw weights when it has no EMA)."""
@@ -248,7 +277,9 @@ def build_pipeline(recipe: ShapesRecipe, from_checkpoint: bool = False):
 
     dit, source = load_trained_dit(recipe, from_checkpoint)
     log.info("export: DiT from %s", source)
-    vae = CausalVAE.from_pretrained(recipe.root / "vae_normalized")
+    vae_folder = trained_vae_folder(recipe)
+    log.info("export: VAE from %s", vae_folder)
+    vae = CausalVAE.from_pretrained(vae_folder)
     text = TextEncoder.from_pretrained(recipe.root / "text" / "text_encoder", recipe.root / "text" / "tokenizer",
                                        max_tokens=dit.config.text_len)
     return VideoPipeline(dit.eval(), vae.eval(), text, recipe.defaults)
@@ -277,5 +308,7 @@ def run_stages(recipe: ShapesRecipe, stages: list[str], *, export_to: str | Path
             stage_latents(recipe, progress)
         elif stage == "dit":
             stage_dit(recipe, max_steps, progress)
+        elif stage == "decoder":
+            stage_decoder(recipe, max_steps, progress)
         else:
             stage_export(recipe, export_to, from_checkpoint)

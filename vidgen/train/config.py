@@ -73,6 +73,9 @@ class TrainConfig:
     vae: str | None = None  # a VAE preset name or pretrained folder (frozen for dit, trained for vae)
     text_encoder: str | None = None  # a transformers folder (tokenizer + encoder)
     train_text_encoder: bool = False  # joint training (small toy encoders); default frozen
+    # task vae: false trains the decoder alone (encoder and quant_conv frozen), so the latent space a DiT was trained
+    # on stays exactly as it is while the reconstructions improve
+    train_vae_encoder: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)

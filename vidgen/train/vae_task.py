@@ -20,13 +20,17 @@ STATS_BATCHES = 16
 
 
 class Reconstruction(nn.Module):
-    def __init__(self, vae: nn.Module):
+    def __init__(self, vae: nn.Module, train_encoder: bool = True):
         super().__init__()
-        self.vae = vae
+        self.vae, self.train_encoder = vae, train_encoder
+        if not train_encoder:
+            vae.encoder.requires_grad_(False)
+            vae.quant_conv.requires_grad_(False)
 
     def forward(self, video: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """video (B, 3, 1+4k, H, W), eps (B, z, 1+k, h, w) → (reconstruction like video, mu, logvar like eps)."""
-        mu, logvar = self.vae.posterior(video)
+        with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
+            mu, logvar = self.vae.posterior(video)
         z = mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype)
         return self.vae.decode_raw(z), mu, logvar
 
@@ -36,7 +40,7 @@ class VAETask:
 
     def __init__(self, config: TrainConfig, vae: nn.Module):
         self.config, self.vae = config, vae
-        self.model = Reconstruction(vae)
+        self.model = Reconstruction(vae, config.train_vae_encoder)
 
     @classmethod
     def build(cls, config: TrainConfig, models: dict | None = None) -> "VAETask":
@@ -75,9 +79,10 @@ class VAETask:
     @torch.no_grad()
     def export(self, folder: Path, modules: dict, batches=None, buckets=()) -> None:
         """Save the VAE with latent statistics measured on up to STATS_BATCHES training batches, so that its
-        normalised latents have zero mean and unit variance per channel — what the DiT trained on them expects."""
+        normalised latents have zero mean and unit variance per channel — what the DiT trained on them expects.
+        With the encoder frozen the latent space has not changed, so the statistics it came with are kept."""
         vae = modules["model"].vae
-        if batches is not None:
+        if batches is not None and self.config.train_vae_encoder:
             mus = []
             for _, batch in zip(range(STATS_BATCHES), batches):
                 mus.append(vae.posterior(batch["video"].to(vae.device))[0].float().transpose(0, 1).flatten(1))
