@@ -17,18 +17,20 @@ def model(heads: int) -> DiT:
     return DiT(dataclasses.replace(DiTConfig.preset("tiny"), num_heads=heads)).float()
 
 
-def inputs(frames: int, h: int, w: int, per_frame: bool):
+def inputs(frames: int, h: int, w: int, per_frame: bool, padded_text: bool = False):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1, 4, frames, h, w, generator=g)
     t = torch.rand(1, frames, generator=g) * 1000 if per_frame else torch.tensor([700.0])
     context = torch.randn(1, 5, 24, generator=g)
+    if padded_text:  # 3 prompt rows zero-padded to 9, as pipelines pass it: the trailing zero rows become one key
+        context = torch.cat([context[:, :3], context.new_zeros(1, 6, 24)], dim=1)
     return x, t, context
 
 
-def forward_case(heads, shape, per_frame, method, grads=False, checkpointing=False):
+def forward_case(heads, shape, per_frame, method, grads=False, checkpointing=False, padded_text=False):
     dit = model(heads)
     dit.gradient_checkpointing = checkpointing
-    x, t, context = inputs(*shape, per_frame)
+    x, t, context = inputs(*shape, per_frame, padded_text)
     weight = torch.randn(1, 4, *shape, generator=torch.Generator().manual_seed(2))
     par = dataclasses.replace(ParallelContext.from_world(sp_size=dist.get_world_size()), sp_attention=method)
     result = {}
@@ -60,6 +62,8 @@ CASES = {
     "one_token": dict(heads=4, shape=(1, 2, 2), per_frame=False, method="ulysses"),
     "grads_ulysses": dict(heads=4, shape=(3, 6, 6), per_frame=True, method="ulysses", grads=True, checkpointing=True),
     "grads_gather_kv": dict(heads=3, shape=(3, 6, 2), per_frame=True, method="gather_kv", grads=True),
+    "padded_text_grads": dict(heads=4, shape=(3, 6, 6), per_frame=True, method="ulysses", grads=True,
+                              padded_text=True),
 }
 
 if __name__ == "__main__":

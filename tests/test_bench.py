@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vidgen.bench.common import Row
-from vidgen.bench.run import parse_args
+from vidgen.bench.run import NOTES, _report, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,3 +35,18 @@ def test_row_reports_ratios_ours_over_reference():
     cells = [c.strip() for c in row.markdown().strip("|").split("|")]
     assert cells[:7] == ["DiT forward", "fp32", "500", "1000", "**0.50**", "30 / 60", "**0.50**"]
     assert cells[7:10] == ["2.0", "4.0", "50%"]
+
+
+def test_subset_writes_a_lean_section_and_the_full_run_keeps_its_notes():
+    row = Row("DiT forward", "fp32", ours_s=0.5, ref_s=1.0, diff=1e-6)
+    lean = _report(parse_args(["--only", "dit"]), [row], [], 60.0)
+    lines = lean.splitlines()
+    assert lines[0] == "## `scripts/bench.py --only dit`" and "DiT cases" in lines[2] and "VAE:" not in lines[2]
+    assert lines[4].startswith("| work |") and lines[-1] == row.markdown()  # header, then just the table
+    assert NOTES not in lean and "Same configs" not in lean
+    assert "VAE:" in _report(parse_args(["--only", "vae"]), [row], [], 60.0).splitlines()[2]
+    only_stream = _report(parse_args(["--only", "stream"]), [], ["stream table"], 60.0)
+    assert "| work |" not in only_stream and only_stream.endswith("stream table")
+    full = _report(parse_args([]), [row], ["stream table"], 60.0)
+    assert "Same configs" in full and full.endswith(NOTES)
+    assert "stream table" in full and row.markdown() in full

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from tests.tiny_pipeline import perturb
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT, TokenLayout
+from vidgen.dit.text_rows import compact_text
 from vidgen_kernels import ops
 
 
@@ -67,15 +68,20 @@ def test_half_linear_error_bounded_by_half_reference(dtype):
         assert ops.linear(x.float(), w.float(), b.float()).dtype == torch.bfloat16
 
 
-def test_block_compiles_without_graph_breaks(dit):
-    """fullgraph=True fails on any graph break; aot_eager keeps it fast (no code generation)."""
+@pytest.mark.parametrize("padded_text", [False, True])
+def test_block_compiles_without_graph_breaks(dit, padded_text):
+    """fullgraph=True fails on any graph break; aot_eager keeps it fast (no code generation). Padded text: the
+    trailing zero rows as one counted key (`context_repeats`, an additive mask in attention)."""
     torch._dynamo.reset()
     x, t, ctx = _inputs()
+    repeats = None
+    if padded_text:
+        ctx, repeats = compact_text(torch.cat([ctx[:, :2], ctx.new_zeros(1, 6, ctx.shape[2])], dim=1))  # (1, 3, 24)
     tokens = dit.embed_patches(x)  # (1, 32, 48)
     _, time_mod = dit.embed_time(t[:, None])
     context = dit.text_embedding(ctx)
     rope = dit.rope((2, 2, 2), x.device)
-    layout = TokenLayout((tokens.shape[1],))
+    layout = TokenLayout((tokens.shape[1],), context_repeats=repeats)
     block = dit.blocks[0]
     compiled = torch.compile(block, backend="aot_eager", fullgraph=True)
     with torch.no_grad():

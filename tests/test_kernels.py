@@ -66,6 +66,47 @@ def test_packed_equals_each_sequence_alone():
         torch.testing.assert_close(o, attention(qs[None], ks[None], vs[None])[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("backend", ["sdpa", "reference"])
+def test_key_repeats_equal_repeated_keys(dtype, backend):
+    """A key counted m times is m identical keys (and values): against the truth over the expanded keys."""
+    q, k, v = _qkv((2, 9, 3, 16), dtype)
+    repeats = torch.tensor([1, 3, 1, 1, 7, 1, 1, 1, 2])
+    k_full, v_full = (z.double().repeat_interleave(repeats, dim=1) for z in (k, v))
+    truth = attention_reference(q.double(), k_full, v_full)
+    _bound(attention(q, k, v, key_repeats=repeats, backend=backend), attention_reference(q, k_full.to(dtype),
+           v_full.to(dtype)), truth, dtype)
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "sdpa_mask", "reference"])
+def test_packed_key_repeats_equal_repeated_keys(backend):
+    q_lens, k_lens = [5, 9, 3], [4, 2, 3]
+    q = torch.randn(sum(q_lens), 2, 8)
+    k, v = torch.randn(2, sum(k_lens), 2, 8)
+    repeats = torch.tensor([1, 1, 1, 5, 2, 1, 1, 1, 9])
+    k_full, v_full = (z.repeat_interleave(repeats, dim=0) for z in (k, v))
+    full_lens = [sum(r.tolist()) for r in repeats.split(k_lens)]
+    want = attention(q, k_full, v_full, cu_seqlens(q_lens), cu_seqlens(full_lens))
+    got = attention(q, k, v, cu_seqlens(q_lens), cu_seqlens(k_lens), key_repeats=repeats, backend=backend)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_key_repeats_expansion_for_flash():
+    """FlashAttention takes no mask: the keys are expanded and the packed key starts recounted."""
+    from vidgen_kernels.attention import _expand_repeats
+
+    k = torch.arange(5.0)[:, None, None].expand(5, 1, 2)  # (T_k, H, D): key i holds i
+    ks, vs, cu = _expand_repeats(k, k, cu_seqlens([2, 3]), torch.tensor([1, 3, 1, 1, 2]))
+    assert ks[:, 0, 0].tolist() == [0, 1, 1, 1, 2, 3, 4, 4] and torch.equal(ks, vs)
+    assert cu.tolist() == [0, 4, 8] and cu.dtype == torch.int32
+
+
+def test_key_repeats_shape_is_checked():
+    q, k, v = _qkv((1, 4, 2, 8), torch.float32)
+    with pytest.raises(ValueError, match="key_repeats has shape"):
+        attention(q, k, v, key_repeats=torch.ones(5))
+
+
 def test_block_diagonal_mask():
     mask = block_diagonal_mask(cu_seqlens([2, 1]), cu_seqlens([1, 2]))
     assert mask.tolist() == [[True, False, False], [True, False, False], [False, True, True]]

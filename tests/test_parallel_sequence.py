@@ -8,7 +8,7 @@ from tests.distributed import torchrun
 from vidgen.parallel.sequence import Shard
 
 CASES = ["even_scalar_ulysses", "uneven_per_frame_ulysses", "uneven_per_frame_gather_kv", "odd_heads_auto",
-         "one_token", "grads_ulysses", "grads_gather_kv"]
+         "one_token", "grads_ulysses", "grads_gather_kv", "padded_text_grads"]
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,17 @@
 The step is what a generation repeats N times: ours is `VideoPipeline`'s model (both guidance branches in one batched
 forward) under `sample_euler`; the reference is `WanPipeline`'s loop body: two `WanTransformer3DModel` forwards
 (conditional, unconditional), the guidance mix and `FlowMatchEulerDiscreteScheduler.step`.
+
+Text is fed as `WanPipeline` feeds it: `_get_t5_prompt_embeds` tokenizes to `max_sequence_length` (512 in `__call__`),
+keeps the hidden states of the real tokens (attention mask) and zero-pads them back to 512 rows. The negative prompt ""
+is encoded the same way; T5 appends its end-of-sequence token, so "" is one real row and 511 zero rows. Here a prompt is
+PROMPT_ROWS random rows (a sentence of about 20 words in T5 tokens) and the empty prompt one random row, both padded;
+one case keeps every row random (no padding) to show that case too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -16,11 +23,17 @@ from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT
 
 
+WAN_TEXT_LEN = 512  # rows of text hidden states WanPipeline passes the transformer
+PROMPT_ROWS = 24  # real rows of the benchmarked prompt; the rest is zero padding
+EMPTY_PROMPT_ROWS = 1  # "" through T5: its end-of-sequence token
+
+
 @dataclass(frozen=True)
 class DiTCase:
     config: DiTConfig
     latent: tuple[int, int, int, int]  # (C, F, h, w)
     text_len: int
+    prompt_rows: int | None = PROMPT_ROWS  # real rows of the prompt, zero-padded to text_len; None: all rows random
 
     @property
     def tokens(self) -> int:
@@ -28,13 +41,27 @@ class DiTCase:
         pt, ph, pw = self.config.patch_size
         return (f // pt) * (h // ph) * (w // pw)
 
+    @property
+    def text(self) -> str:
+        if self.prompt_rows is None:
+            return f"text {self.text_len} random rows, unpadded"
+        return f"text {self.prompt_rows} rows zero-padded to {self.text_len}"
 
+    @property
+    def text_rows_ours(self) -> int:
+        """Text rows our DiT embeds and attends: the prompt and one zero row for all the padding."""
+        return self.text_len if self.prompt_rows is None else min(self.text_len, self.prompt_rows + 1)
+
+
+_MEDIUM = DiTConfig(dim=512, ffn_dim=2048, num_heads=8, num_layers=2, text_dim=256, text_len=WAN_TEXT_LEN)
 CASES = {
-    # the embedded default model at its own size: small, so per-op overhead shows
-    "shapes": DiTCase(DiTConfig.preset("shapes"), (16, 5, 8, 8), 64),
+    # the embedded default model's size (its own pipeline pads to 64 rows; here to Wan's 512): per-op overhead shows
+    "shapes": DiTCase(dataclasses.replace(DiTConfig.preset("shapes"), text_len=WAN_TEXT_LEN), (16, 5, 8, 8),
+                      WAN_TEXT_LEN),
     # wider and longer: matmuls and attention dominate
-    "medium": DiTCase(DiTConfig(dim=512, ffn_dim=2048, num_heads=8, num_layers=2, text_dim=256, text_len=64),
-                      (16, 5, 16, 16), 64),
+    "medium": DiTCase(_MEDIUM, (16, 5, 16, 16), WAN_TEXT_LEN),
+    # no padding to drop: the same arithmetic on both sides
+    "medium_unpadded": DiTCase(dataclasses.replace(_MEDIUM, text_len=64), (16, 5, 16, 16), 64, prompt_rows=None),
 }
 GUIDANCE = 5.0
 SHIFT = 3.0
@@ -58,16 +85,21 @@ def build_pair(config: DiTConfig, dtype: torch.dtype, device) -> tuple[DiT, torc
 
 
 def inputs(case: DiTCase, dtype: torch.dtype, device, seed: int = 1):
-    """Latent (1, C, F, h, w), t (1,), conditional and unconditional text (1, L, text_dim)."""
+    """Latent (1, C, F, h, w), t (1,), conditional and unconditional text (1, L, text_dim), the texts zero-padded as
+    WanPipeline pads them (see the module docstring) unless the case is unpadded."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(1, *case.latent, generator=g)
     cond, uncond = (torch.randn(1, case.text_len, case.config.text_dim, generator=g) for _ in range(2))
+    if case.prompt_rows is not None:
+        cond[:, case.prompt_rows:] = 0
+        uncond[:, EMPTY_PROMPT_ROWS:] = 0
     return x.to(device, dtype), torch.tensor([500.0], device=device), cond.to(device, dtype), uncond.to(device, dtype)
 
 
 def forward_flops(case: DiTCase) -> float:
-    """Multiply-adds × 2 of the matmuls and attention of one forward (element-wise ops not counted)."""
-    c, s, l = case.config, case.tokens, case.text_len
+    """Multiply-adds × 2 of the matmuls and attention of one forward of ours (element-wise ops not counted): the text
+    side over the rows it computes (`text_rows_ours`), so the GFLOP/s column stays a measure of efficiency."""
+    c, s, l = case.config, case.tokens, case.text_rows_ours
     d = c.dim
     per_block = 2 * s * d * 4 * d + 4 * s * s * d  # q,k,v,o projections; QKᵀ and AV
     per_block += 2 * s * d * 2 * d + 2 * l * d * 2 * d + 4 * s * l * d  # cross q,o; k,v on text; attention
@@ -108,7 +140,7 @@ def bench_forward(case_name: str, dtype_name: str, device, repeats: int, memory)
     with torch.no_grad():
         diff = rel_diff(fns["ours"](), fns["diffusers"]())
     times = time_pair(fns, device, repeats)
-    row = Row(f"DiT forward, {case_name} ({case.tokens} tokens)", dtype_name, times["ours"], times["diffusers"], diff,
+    row = Row(f"DiT forward, {case_name} ({case.tokens} tokens, {case.text})", dtype_name, times["ours"], times["diffusers"], diff,
               flops=forward_flops(case), matmul_flops_per_s=matmul_flops_per_s(case, dtype, device))
     if memory is not None:
         row.ours_mib, row.ref_mib = (memory(forward_peak, case_name, dtype_name, w, str(device))
@@ -162,7 +194,7 @@ def bench_step(case_name: str, dtype_name: str, device, repeats: int, memory) ->
     with torch.no_grad():
         diff = rel_diff(fns["ours"]() - x, fns["diffusers"]() - x)  # of the update, not of x itself
     times = time_pair(fns, device, repeats)
-    row = Row(f"guided Euler step (CFG {GUIDANCE:g}), {case_name}", dtype_name, times["ours"], times["diffusers"],
+    row = Row(f"guided Euler step (CFG {GUIDANCE:g}), {case_name} ({case.text})", dtype_name, times["ours"], times["diffusers"],
               diff, flops=2 * forward_flops(case), matmul_flops_per_s=matmul_flops_per_s(case, dtype, device))
     if memory is not None:
         row.ours_mib, row.ref_mib = (memory(step_peak, case_name, dtype_name, w, str(device))

@@ -139,37 +139,54 @@ def _cache_tables(quick: bool) -> str:
 
 
 def _report(args, rows, extra, seconds: float) -> str:
+    """The full run: title, machine, method, configs, table, extra tables, notes. A subset (`--only`): one line
+    saying what was run (machine and the configs of the parts run), then its table(s)."""
+    full = set(args.parts) == set(PARTS)
+    machine = (f"Machine: {machine_info()}; device {args.device}; 1-minute load average {os.getloadavg()[0]:.1f} at "
+               f"the end; whole run {seconds / 60:.1f} min{' — QUICK, not representative' if args.quick else ''}.")
+    setup = _setup(args.parts)
+    if full:
+        method = METHOD.format(repeats=1 if args.quick else args.repeats)
+        head = ["## vidgen vs diffusers, side by side (`scripts/bench.py`)", "", machine, "", method, "", setup]
+    else:
+        head = [f"## `scripts/bench.py --only {','.join(args.parts)}`", "", f"{machine} {setup}".strip()]
+    table = [TABLE_HEAD, *(r.markdown() for r in rows)] if rows else []
+    blocks = ["\n".join(head), "\n".join(table), *extra] + ([NOTES] if full else [])
+    return "\n\n".join(b for b in blocks if b)
+
+
+METHOD = (
+    "Same configs, weights and inputs for both; times are the fastest of {repeats}–15 rounds alternating the implementations "
+    "after a warm-up (more rounds for short calls; on a shared machine other jobs only add time), so machine noise "
+    "hits both alike; peak memory is the growth during one call in a fresh process (weights excluded). Ratios are "
+    "ours ÷ diffusers: below 1 is better. GFLOP/s counts the matmuls and attention ours computes; the matmul column "
+    "is the model's largest matmul shape through the same linear the model uses, the practical ceiling here."
+)
+
+
+def _setup(parts: tuple[str, ...]) -> str:
+    """The configs of the parts run, one paragraph."""
     from vidgen.bench import dit, vae
 
-    cases = "; ".join(f"{name}: dim {c.config.dim}, {c.config.num_layers} blocks, ffn {c.config.ffn_dim}, "
-                      f"{c.config.num_heads} heads, latent {list(c.latent)} → {c.tokens} tokens, text {c.text_len}"
-                      for name, c in dit.CASES.items())
-    v = vae.BENCH_CONFIG
-    head = [
-        "## vidgen vs diffusers, side by side (`scripts/bench.py`)",
-        "",
-        f"Machine: {machine_info()}; device {args.device}; 1-minute load average "
-        f"{os.getloadavg()[0]:.1f} at the end; whole run {seconds / 60:.1f} min"
-        f"{' — QUICK, not representative' if args.quick else ''}.",
-        "",
-        f"Same configs, weights and inputs for both; times are the fastest of {1 if args.quick else args.repeats}–15 "
-        "rounds alternating the implementations after a warm-up (more rounds for short calls; on a shared machine "
-        "other jobs only add time), so machine noise hits both alike; peak memory is the growth "
-        "during one call in a fresh process (weights excluded). Ratios are ours ÷ diffusers: below 1 is better. "
-        "GFLOP/s counts matmuls and attention; the matmul column is the model's largest matmul shape through the same "
-        "linear the model uses, the practical ceiling here.",
-        "",
-        f"DiT cases — {cases}. Pipeline step: step {dit.STEPS // 2} of a {dit.STEPS}-step Euler schedule, shift "
-        f"{dit.SHIFT:g}, ours = `VideoPipeline`'s batched-guidance model under `sample_euler`, diffusers = "
-        "`WanPipeline`'s loop body (two transformer calls, guidance, `FlowMatchEulerDiscreteScheduler.step`); its "
-        f"difference is of the update. VAE: base_dim {v.base_dim}, dim_mult {list(v.dim_mult)}, num_res_blocks "
-        f"{v.num_res_blocks} (Wan 2.1's structure at a third of its width); bf16 only at a tiny size, because bf16 "
-        "Conv3d on a CPU without bf16 units is ~40× slower than fp32.",
-        "",
-        TABLE_HEAD,
-        *(r.markdown() for r in rows),
-    ]
-    return "\n".join(head + ([""] + ["\n\n".join(extra)] if extra else []) + ["", NOTES])
+    text = []
+    if "dit" in parts or "step" in parts:
+        cases = "; ".join(f"{name}: dim {c.config.dim}, {c.config.num_layers} blocks, ffn {c.config.ffn_dim}, "
+                          f"{c.config.num_heads} heads, latent {list(c.latent)} → {c.tokens} tokens, {c.text}"
+                          for name, c in dit.CASES.items())
+        text.append(f"DiT cases — {cases}. Text as `WanPipeline` passes it: the prompt's hidden states zero-padded to "
+                    f"{dit.WAN_TEXT_LEN} rows (random values here), the same tensors to both.")
+    if "step" in parts:
+        text.append(f"Pipeline step: step {dit.STEPS // 2} of a {dit.STEPS}-step Euler schedule, shift {dit.SHIFT:g}, "
+                    "negative prompt empty (one row, the end-of-sequence token, then zeros); ours = "
+                    "`VideoPipeline`'s batched-guidance model under `sample_euler`, diffusers = `WanPipeline`'s loop "
+                    "body (two transformer calls, guidance, `FlowMatchEulerDiscreteScheduler.step`); its difference "
+                    "is of the update.")
+    if "vae" in parts:
+        v = vae.BENCH_CONFIG
+        text.append(f"VAE: base_dim {v.base_dim}, dim_mult {list(v.dim_mult)}, num_res_blocks {v.num_res_blocks} "
+                    "(Wan 2.1's structure at a third of its width); bf16 only at a tiny size, because bf16 Conv3d on "
+                    "a CPU without bf16 units is ~40× slower than fp32.")
+    return " ".join(text)
 
 
 NOTES = """\
@@ -186,11 +203,20 @@ Reading the table, and what changed (each change: prediction, then measurement, 
   ~0.3× of diffusers' time. Measured: see the bf16 DiT rows. Same for attention (SDPA in fp32: 140 vs 197 µs at 80
   tokens). Price: bf16 peak memory above diffusers' (the fp32 copy of one weight and one output at a time); on a
   CPU with bf16 units, or CUDA, the native path runs and nothing is copied.
-- **fp32 DiT forward: at parity, not 0.8×.** Both implementations run the same matmuls, which take 50–80% of the
-  time at ~80 GFLOP/s, the fp32 peak of one AVX2 core (see the matmul column); the fused q|k|v, complex RoPE and
-  addcmul modulation save dispatches (which is what a contended 2-thread run rewards) but not arithmetic. The guided
-  step gains by running both guidance branches in one batched forward where `WanPipeline` makes two calls. Further
-  gains need less arithmetic: the step cache below, or reusing the text keys/values across steps (not done).
+- **fp32 DiT forward on the same arithmetic: at parity** (the `medium_unpadded` rows). Both implementations run
+  the same matmuls, which take 50–80% of the time at ~80 GFLOP/s, the fp32 peak of one AVX2 core (see the matmul
+  column); the fused q|k|v, complex RoPE and addcmul modulation save dispatches (which is what a contended 2-thread
+  run rewards) but not arithmetic. The guided step gains by running both guidance branches in one batched forward
+  where `WanPipeline` makes two calls.
+- **Zero-padded text rows computed once** (`vidgen/dit/text_rows.py`). Wan pipelines pass 512 text rows whose rows
+  past the prompt are exact zeros; after the text embedding they are one vector, so in every block their keys and
+  values are identical, and softmax over m identical keys is softmax over one of them with logit + log m. Our DiT
+  embeds and attends the prompt's rows plus one zero row counted 512 − n times (an additive mask in SDPA; exact,
+  tested against the full computation to 1e-5 relative; FlashAttention, which takes no mask, gets the keys expanded
+  back). Prediction from the FLOP count for 24 prompt rows: 28% of the `medium` forward saved, up to 55% of the
+  `shapes` one (less, as its per-op overhead stays). Measured, ours with vs without it in one alternating run: 26%
+  and 33%; against diffusers, see the padded rows. With unpadded text nothing changes. Further: the text keys/values are the
+  same at every step and could be kept across steps (not done; after this they are a small share).
 - **The fp32 peak-memory excess** (+15% reported earlier, from the fused q|k|v buffer) does not reappear at one
   thread: fp32 forward memory is at or below diffusers'. The guided step's memory is higher by design: both
   branches in one batched forward hold twice one branch's activations (`pipe.batch_guidance = False` trades the

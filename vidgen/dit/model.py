@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.step_cache import StepCache
+from vidgen.dit.text_rows import compact_text, compact_texts
 from vidgen_kernels.attention import attention, cu_seqlens
 from vidgen_kernels.ops import apply_rope, linear, modulate, rms_norm, rope_angles, rope_rotation
 
@@ -47,6 +48,8 @@ class TokenLayout:
     group_sizes: consecutive runs of tokens that share one timestep modulation (one run per sample for a scalar t,
         one per latent frame for per-frame t); sum is S.
     cu_seqlens / cu_seqlens_context: packed batches only (B = 1): where each sample's tokens / text tokens start.
+    context_repeats: how many identical text keys each context row stands for, `(L,)` (or packed `(ΣL_i,)`) int64,
+        when trailing zero rows were dropped (vidgen/dit/text_rows.py); None when every row is its own key.
     self_attention: replaces the self-attention kernel when the tokens are one shard of a longer sequence
         (`vidgen.parallel.sequence`): `(q, k, v)` local `(B, S, H, Dh)` -> `(B, S, H, Dh)`.
     """
@@ -54,6 +57,7 @@ class TokenLayout:
     group_sizes: tuple[int, ...]
     cu_seqlens: torch.Tensor | None = None
     cu_seqlens_context: torch.Tensor | None = None
+    context_repeats: torch.Tensor | None = None
     self_attention: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     @property
@@ -110,11 +114,12 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-def _attend(q, k, v, cu_q, cu_k):
-    """q `(B, Sq, H, Dh)`, k/v `(B, Sk, H, Dh)` -> `(B, Sq, H, Dh)`; packed when cu_seqlens are given (B = 1)."""
+def _attend(q, k, v, cu_q, cu_k, key_repeats=None):
+    """q `(B, Sq, H, Dh)`, k/v `(B, Sk, H, Dh)` -> `(B, Sq, H, Dh)`; packed when cu_seqlens are given (B = 1).
+    key_repeats `(Sk,)`: key j counts as that many identical keys."""
     if cu_q is None:
-        return attention(q, k, v)
-    return attention(q[0], k[0], v[0], cu_seqlens_q=cu_q, cu_seqlens_k=cu_k)[None]
+        return attention(q, k, v, key_repeats=key_repeats)
+    return attention(q[0], k[0], v[0], cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, key_repeats=key_repeats)[None]
 
 
 class SelfAttention(nn.Module):
@@ -151,12 +156,13 @@ class CrossAttention(nn.Module):
         self.out = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        """x `(B, S, D)`, context `(B, L, D)` (already embedded) -> `(B, S, D)`."""
+        """x `(B, S, D)`, context `(B, L, D)` (already embedded; L counts kept rows, see layout.context_repeats)
+        -> `(B, S, D)`."""
         q = self.norm_q(self.q(x))
         k, v = self.kv(context).chunk(2, dim=-1)
         k = self.norm_k(k)
         q, k, v = (rearrange(z.to(v.dtype), "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
-        out = _attend(q, k, v, layout.cu_seqlens, layout.cu_seqlens_context)
+        out = _attend(q, k, v, layout.cu_seqlens, layout.cu_seqlens_context, layout.context_repeats)
         return self.out(rearrange(out, "b s h d -> b s (h d)"))
 
 
@@ -213,7 +219,10 @@ class Head(nn.Module):
 
 class DiT(nn.Module):
     """`dit(x, t, context)`: latent `(B, C_in, F, h, w)`, t `(B,)` or `(B, F)` = 1000·σ, text `(B, L, text_dim)`
-    -> velocity `(B, C_out, F, h, w)`."""
+    -> velocity `(B, C_out, F, h, w)`.
+
+    Trailing all-zero text rows (the padding of Wan pipelines) are embedded and attended as one key counted L − n
+    times (vidgen/dit/text_rows.py): exact, and the text side of every block costs n + 1 rows instead of L."""
 
     def __init__(self, config: DiTConfig):
         super().__init__()
@@ -304,8 +313,9 @@ class DiT(nn.Module):
         tokens = self.embed_patches(x)  # (B, S, D)
         t = _timestep_groups(t)  # (B, G): G = 1 (scalar) or F (per frame)
         e, time_mod = self.embed_time(t)
-        layout = TokenLayout((tokens.shape[1] // t.shape[1],) * t.shape[1])
-        context = self.text_embedding(context)  # (B, L, D)
+        context, repeats = compact_text(context)  # (B, L, text_dim) -> (B, L', text_dim), L' <= L
+        layout = TokenLayout((tokens.shape[1] // t.shape[1],) * t.shape[1], context_repeats=repeats)
+        context = self.text_embedding(context)  # (B, L', D)
         tokens = self.run_blocks(tokens, time_mod, context, self.rope(grid, x.device), layout, step_cache)
         return self.unpatchify(self.head(tokens, e, layout), grid)
 
@@ -338,13 +348,15 @@ class DiT(nn.Module):
             ropes.append(self.rope(grids[-1], x.device))
             texts.append(ctx)
         seq_lens = [tok.shape[1] for tok in tokens]
+        texts, repeats = compact_texts(texts)  # each (L_i, text_dim) -> (L'_i, text_dim); repeats (ΣL'_i,) or None
         e, time_mod = self.embed_time(torch.cat(tvals)[None])  # (1, ΣG_i, D), (1, ΣG_i, 6, D)
         layout = TokenLayout(
             tuple(groups),
             cu_seqlens(seq_lens, device=xs[0].device),
             cu_seqlens([c.shape[0] for c in texts], device=xs[0].device),
+            context_repeats=repeats,
         )
-        context = self.text_embedding(torch.cat(texts)[None])  # (1, ΣL_i, D)
+        context = self.text_embedding(torch.cat(texts)[None])  # (1, ΣL'_i, D)
         rope = torch.cat(ropes)  # (ΣS_i, Dh/2)
         out = self.head(self.run_blocks(torch.cat(tokens, dim=1), time_mod, context, rope, layout), e, layout)
         return [self.unpatchify(o, g)[0] for o, g in zip(out.split(seq_lens, dim=1), grids)]

@@ -106,6 +106,7 @@ def sequence_parallel_forward(
     `(B, C_out, F, h, w)` on every rank. method: "ulysses", "gather_kv", "auto" (Ulysses when heads divide), or
     None for `parallel.sp_attention`."""
     from vidgen.dit.model import TokenLayout, _timestep_groups
+    from vidgen.dit.text_rows import compact_text
 
     heads = dit.config.num_heads
     method = parallel.sp_attention if method is None else method
@@ -125,9 +126,11 @@ def sequence_parallel_forward(
     shard = Shard(tokens.shape[1], parallel.sp_size, parallel.sp_rank)
     g0, g1, sizes = shard.local_groups((tokens.shape[1] // t.shape[1],) * t.shape[1])
     kernel = ulysses_attention if method == "ulysses" else gathered_kv_attention
-    layout = TokenLayout(sizes, self_attention=functools.partial(kernel, shard=shard, group=parallel.sp_group))
+    context, repeats = compact_text(context)  # (B, L, text_dim) -> (B, L', text_dim): trailing zero rows as one
+    layout = TokenLayout(sizes, context_repeats=repeats,
+                         self_attention=functools.partial(kernel, shard=shard, group=parallel.sp_group))
     rope = shard.take(dit.rope(grid, x.device), 0)  # (S, Dh/2) -> this shard's (n, Dh/2)
-    context = dit.text_embedding(context)  # (B, L, D)
+    context = dit.text_embedding(context)  # (B, L', D)
     local = dit.run_blocks(shard.take(tokens), time_mod[:, g0:g1], context, rope, layout)  # (B, n, D)
     out = dit.head(local, e[:, g0:g1], layout)  # (B, n, patch·C_out)
     out = rearrange(gather_replicated(out, parallel.sp_group), "p b n c -> b (p n) c")[:, : shard.total]
