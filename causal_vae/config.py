@@ -84,9 +84,10 @@ PRESETS: dict[str, VAEConfig] = {
     "wan2.1": VAEConfig(),
     # Tests: a few thousand parameters, all code paths (3D and 2D resampling, shortcut convs, mid attention).
     "tiny": _tiny(),
-    # A small VAE for the 64×64 procedural toy world, trainable on CPU; its latent statistics are set after training.
+    # The embedded default model's VAE (configs/shapes/recipe.yaml), for the 64×64 procedural toy world: trainable on
+    # CPU (8 channels at full resolution, where nearly all of the cost is); its latent statistics are set after training.
     "shapes": VAEConfig(
-        base_dim=32, z_dim=16, dim_mult=(1, 2, 4, 4), num_res_blocks=1,
+        base_dim=8, z_dim=16, dim_mult=(1, 2, 4, 4), num_res_blocks=1,
         latents_mean=(0.0,) * 16, latents_std=(1.0,) * 16,
     ),  # fmt: skip
 }

@@ -62,12 +62,12 @@ PRESETS: dict[str, DiTConfig] = {
     "wan2.1-t2v-1.3b": DiTConfig(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30),
     "wan2.1-t2v-14b": DiTConfig(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40),
     # The embedded default model: a 64x64 procedural world on 2 CPU cores. The latent is 16x8x8 with 5 frames, so a
-    # clip is only 5*4*4 = 80 tokens; width 192 (6 heads of 32, RoPE split 12/10/10) and 4 layers give ~3M parameters,
-    # enough for simple shapes and motion and trainable in CPU-hours. text_dim 128 is the width of the world's
-    # default text encoder (vidgen.shapes.text, "shapes-tiny"). Its captions are a few words, so the context is padded
-    # to 64 tokens, not 512: at 512 the text keys/values would cost more than all the rest of a block.
+    # clip is only 5*4*4 = 80 tokens; width 192 (6 heads of 32, RoPE split 12/10/10) and 6 layers give ~4M parameters,
+    # enough for simple shapes and motion and trainable in a CPU-hour (configs/shapes/recipe.yaml). text_dim 128 is
+    # the width of the world's text encoder (vidgen.shapes.text). Its captions are ~12 tokens, so the context is
+    # padded to 16 tokens, not 512.
     "shapes": DiTConfig(
-        dim=192, ffn_dim=768, num_heads=6, num_layers=4, text_dim=128, freq_dim=128, text_len=64
+        dim=192, ffn_dim=768, num_heads=6, num_layers=6, text_dim=128, freq_dim=128, text_len=16
     ),
     # Unit tests: every code path, milliseconds per forward.
     "tiny": DiTConfig(
