@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 .PHONY: setup demo test
 setup: $(STAMP)
 
+# The README's main command: a clip from the embedded default model at its own defaults (64x64, 17 frames, 8 fps).
 demo: $(STAMP)
-	$(VENV)/bin/vidgen demo -o demo.mp4 --overwrite
+	$(VENV)/bin/vidgen generate "a red circle moving right on a black background" -o demo.mp4 --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

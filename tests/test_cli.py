@@ -95,19 +95,3 @@ def test_train_subcommand_is_registered():
         with pytest.raises(SystemExit) as e:
             main(["train", "--help"])
         assert e.value.code == 0
-
-
-def test_demo_without_the_embedded_model_writes_the_world_clip(tmp_path, monkeypatch, capsys):
-    from vidgen import cli
-    from vidgen.shapes.judge import judge_clip
-
-    monkeypatch.setattr(cli, "_embedded_model_shipped", lambda: False)
-    out = tmp_path / "demo.mp4"
-    assert cli.main(["demo", "-o", str(out)]) == 0
-    assert "not shipped" in capsys.readouterr().err
-    frames, fps = read_video(out)
-    assert frames.shape == (17, 64, 64, 3) and fps == 8
-    verdict = judge_clip(frames)  # what the demo prompt says, judged from the pixels
-    assert (verdict.colour, verdict.shape, verdict.direction, verdict.background) == ("red", "circle", "right", "black")
-    assert cli.main(["demo", "-o", str(out)]) == 2  # an existing output is kept unless --overwrite
-    assert cli.main(["demo", "-o", str(out), "--overwrite"]) == 0

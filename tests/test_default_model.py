@@ -50,3 +50,19 @@ def test_generates_what_the_caption_says(pipe):
     frames = pipe(prompts, seed=0, progress=False).frames
     scores = score([judge_clip(f) for f in frames], prompts)
     assert scores["background"] >= 5 / 6 and scores["colour"] >= 4 / 6 and scores["direction"] >= 3 / 6, scores
+
+
+def test_the_readme_main_command_writes_a_clip(tmp_path):
+    """`vidgen generate PROMPT -o clip.mp4` with no --model uses this model at its own defaults, in a fresh process."""
+    import subprocess
+    import sys
+
+    from vidgen.video_io import read_video
+
+    out = tmp_path / "clip.mp4"
+    cmd = [sys.executable, "-m", "vidgen", "generate", "a red circle moving right on a black background", "-o", str(out),
+           "--steps", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    frames, fps = read_video(out)
+    assert frames.shape == (17, 64, 64, 3) and fps == 8

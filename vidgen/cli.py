@@ -84,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
             return int(_train_cli().run(args) or 0)
         if args.command == "demo":
             args.prompt = DEMO_PROMPT
-            if args.model is None and not _embedded_model_shipped():
-                return demo_without_model(args)
         elif args.command == "generate":
             from vidgen.parallel.cli import generate as generate_parallel, wants_parallel
 
@@ -180,30 +178,6 @@ def generate(args: argparse.Namespace) -> int:
         total = skipped + sum(c.computed for c in out.step_caches)
         print(f"  step cache: {skipped} of {total} DiT forwards reused the cached blocks")
     print("  " + " · ".join(f"{name} {sec:.2f}s" for name, sec in times.items()))
-    return 0
-
-
-def _embedded_model_shipped() -> bool:
-    from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG
-
-    return (DEFAULT_MODEL_DIR / OUR_CONFIG).is_file()
-
-
-def demo_without_model(args: argparse.Namespace) -> int:
-    """Until the embedded default model is shipped (issue 7), the demo writes the shapes-world clip its prompt
-    describes, rendered by `vidgen.shapes.world` (the data that model is trained on), and says so."""
-    from vidgen.shapes.world import FPS, ClipSpec, parse_caption, render_clip
-    from vidgen.video_io import check_output_path, save_video
-
-    output = Path(args.output)
-    check_output_path(output, args.overwrite)
-    caption = parse_caption(args.prompt)
-    spec = ClipSpec(caption.colour, caption.shape, caption.direction, caption.background)
-    frames = render_clip(spec, frames=args.frames or 17, size=(args.height or 64, args.width or 64))
-    print("vidgen demo: the embedded default model is not shipped in this version yet; writing the procedural "
-          f"shapes-world clip for {args.prompt!r} instead (what that model is trained to generate)", file=sys.stderr)
-    save_video(frames, output, fps=args.fps or FPS, overwrite=args.overwrite)
-    print(f"wrote {output} ({len(frames)} frames, {frames.shape[2]}x{frames.shape[1]})")
     return 0
 
 
