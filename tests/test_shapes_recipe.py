@@ -129,3 +129,14 @@ def test_evaluation_runs_on_the_recipes_model(trained):
     assert result.vae_psnr > 0 and result.f2v["n"] == 1
     table = to_markdown(result, "tiny")
     assert "held-out" in table and "VAE reconstruction PSNR" in table
+
+
+def test_export_uses_the_final_dit_once_training_has_finished(trained):
+    from vidgen.dit.model import DiT
+    from vidgen.shapes.recipe import load_trained_dit
+
+    recipe, _ = trained
+    dit, source = load_trained_dit(recipe)
+    assert source.endswith("final/transformer"), source
+    final = DiT.from_pretrained(recipe.root / "dit" / "final" / "transformer")
+    assert all(torch.equal(a, b) for a, b in zip(dit.state_dict().values(), final.state_dict().values()))

@@ -9,7 +9,7 @@ the same command again. The layout of a run folder (`run_dir`):
     vae_normalized/  the trained VAE with the per-channel latent mean/std measured on fresh clips
     text/            tokenizer/ + text_encoder/ (seeded random UMT5, frozen), combined/ (both in one folder)
     latents/         the DiT's training data: latents + text embeddings, computed once
-    dit_init/        the DiT's seeded initial weights          dit/   its training run (checkpoints/, final/dit)
+    dit_init/        the DiT's seeded initial weights          dit/   its training run (checkpoints/, final/transformer)
     decoder/         optional: the VAE decoder trained further with the encoder frozen (checkpoints/, final/vae);
                      the latent space is unchanged, so it can run beside the dit stage, and export uses it
 
@@ -230,7 +230,7 @@ def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
         raise FileNotFoundError(f"{recipe.root / 'latents'} does not exist: run the latents stage first")
     config = recipe.dit_train_config(max_steps)
     train(config, resume=True, progress=progress)
-    return Path(config.output_dir) / FINAL / "dit"
+    return Path(config.output_dir) / FINAL / "transformer"
 
 
 def stage_decoder(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
@@ -257,7 +257,7 @@ def load_trained_dit(recipe: ShapesRecipe, from_checkpoint: bool = False):
     from vidgen.train import checkpoint as ckpt
     from vidgen.train.trainer import CHECKPOINTS
 
-    final = recipe.root / "dit" / FINAL / "dit"
+    final = recipe.root / "dit" / FINAL / "transformer"
     if final.is_dir() and not from_checkpoint:
         return DiT.from_pretrained(final, dtype=torch.float32), str(final)
     latest = ckpt.CheckpointManager(recipe.root / "dit" / CHECKPOINTS).latest()
