@@ -125,12 +125,13 @@ def _cache_tables(quick: bool) -> str:
              f"{sc.SHIFT:g}, CFG {sc.GUIDANCE:g} (branches batched, one cache); PSNR over the final latents:",
              "", sc.markdown(results)]
     if (DEFAULT_MODEL_DIR / OUR_CONFIG).is_file() and not quick:
+        from vidgen.cli import DEMO_PROMPT
         from vidgen.pipeline import VideoPipeline
 
         pipe = VideoPipeline.from_pretrained(device="cpu")
-        results = sc.pipeline_tradeoff(pipe, "a red circle moves to the right")
+        results = sc.pipeline_tradeoff(pipe, DEMO_PROMPT)
         parts += ["", f"The embedded default model, `VideoPipeline` defaults ({pipe.config.num_inference_steps} steps, "
-                      f"CFG {pipe.config.guidance_scale:g}), prompt \"a red circle moves to the right\"; PSNR over the "
+                      f"CFG {pipe.config.guidance_scale:g}), prompt \"{DEMO_PROMPT}\"; PSNR over the "
                       "decoded frames:", "", sc.markdown(results)]
     else:
         parts += ["", "The embedded default model is not installed here; with it, run "
