@@ -1,6 +1,6 @@
 """The training recipe of the embedded default model: stages data → vae → latents → dit → decoder → export.
 
-Every stage is seeded and resumable: it skips work whose output already exists, and the two training stages continue
+Every stage is seeded and resumable: it skips work whose output already exists, and the training stages continue
 from their newest checkpoint (`vidgen.train.trainer.train(..., resume=True)`), so a killed run is restarted by running
 the same command again. The layout of a run folder (`run_dir`):
 
