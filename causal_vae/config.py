@@ -34,6 +34,9 @@ class VAEConfig:
     latents_std: tuple[float, ...] = WAN21_LATENTS_STD
     in_channels: int = 3
     out_channels: int = 3
+    # Width of the decoder when it differs from the encoder's (diffusers' `decoder_base_dim`): a wider decoder can be
+    # trained on a fixed encoder's latents, so a DiT trained on them stays valid. None: base_dim (Wan 2.1).
+    decoder_base_dim: int | None = None
 
     def __post_init__(self):
         for name in ("dim_mult", "attn_scales", "temporal_downsample", "latents_mean", "latents_std"):
@@ -50,8 +53,15 @@ class VAEConfig:
         for name in ("latents_mean", "latents_std"):
             if len(getattr(self, name)) != self.z_dim:
                 raise ValueError(f"{name} has {len(getattr(self, name))} values, expected z_dim={self.z_dim}")
+        if self.decoder_base_dim is not None and self.decoder_base_dim <= 0:
+            raise ValueError(f"decoder_base_dim must be positive or None, got {self.decoder_base_dim}")
         if any(s <= 0 for s in self.latents_std):
             raise ValueError(f"latents_std must be positive, got {self.latents_std}")
+
+    @property
+    def decoder_dim(self) -> int:
+        """The decoder's base width: decoder_base_dim, or base_dim when that is None."""
+        return self.base_dim if self.decoder_base_dim is None else self.decoder_base_dim
 
     @property
     def spatial_compression(self) -> int:

@@ -24,19 +24,21 @@ def config_from_diffusers(cfg: Mapping[str, Any], where: str) -> VAEConfig:
     """VAEConfig from a diffusers AutoencoderKLWan config.json mapping; errors on Wan 2.2-style options we lack."""
     if cfg.get("_class_name") != DIFFUSERS_CLASS:
         raise ValueError(f"{where}: _class_name is {cfg.get('_class_name')!r}, expected {DIFFUSERS_CLASS!r} (a Wan VAE)")
-    if cfg.get("decoder_base_dim") not in (None, cfg.get("base_dim", 96)):
-        raise ValueError(f"{where}: decoder_base_dim={cfg['decoder_base_dim']} differs from base_dim; not a Wan 2.1 VAE")
     if cfg.get("is_residual") or cfg.get("patch_size") not in (None, 1):
         raise ValueError(f"{where}: is_residual/patch_size set: this is a Wan 2.2 VAE, only Wan 2.1's is supported")
     defaults = VAEConfig()
     kwargs = {k: cfg[k] for k in _DIFFUSERS_SAME if k in cfg}
     kwargs["temporal_downsample"] = cfg.get("temperal_downsample", defaults.temporal_downsample)  # sic, diffusers' name
+    if cfg.get("decoder_base_dim") not in (None, kwargs.get("base_dim", defaults.base_dim)):
+        kwargs["decoder_base_dim"] = cfg["decoder_base_dim"]  # a wider (or narrower) decoder; else the same as base_dim
     return VAEConfig(**kwargs)
 
 
 def config_to_diffusers(cfg: VAEConfig) -> dict[str, Any]:
     out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.to_dict().items() if k in _DIFFUSERS_SAME}
     out["temperal_downsample"] = list(cfg.temporal_downsample)
+    if cfg.decoder_base_dim is not None:
+        out["decoder_base_dim"] = cfg.decoder_base_dim
     return {"_class_name": DIFFUSERS_CLASS, **out}
 
 

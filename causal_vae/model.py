@@ -66,7 +66,7 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
-        dims = [cfg.base_dim * m for m in (cfg.dim_mult[-1], *reversed(cfg.dim_mult))]
+        dims = [cfg.decoder_dim * m for m in (cfg.dim_mult[-1], *reversed(cfg.dim_mult))]
         temporal_upsample = tuple(reversed(cfg.temporal_downsample))
         self.conv_in = CausalConv3d(cfg.z_dim, dims[0], 3)
         self.mid_block = MidBlock(dims[0], cfg.dropout)

@@ -75,3 +75,12 @@ def test_lr_schedule_warmup_then_cosine_or_constant():
     cos = [lr_factor(s, schedule="cosine", **kw) for s in range(4, 15)]
     assert cos[0] == 1.0 and abs(cos[5] - 0.55) < 1e-12 and abs(cos[-1] - 0.1) < 1e-12
     assert all(a >= b for a, b in zip(cos, cos[1:]))
+
+
+def test_lr_schedule_wsd_is_constant_then_linear_to_min():
+    kw = dict(warmup_steps=2, max_steps=10, min_ratio=0.1, decay_steps=4)
+    wsd = [lr_factor(s, schedule="wsd", **kw) for s in range(11)]
+    assert wsd[:6] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert wsd[6:] == pytest.approx([0.775, 0.55, 0.325, 0.1, 0.1])
+    with pytest.raises(ValueError, match="decay_steps"):
+        lr_factor(8, schedule="wsd", warmup_steps=0, max_steps=10)

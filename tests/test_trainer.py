@@ -196,6 +196,29 @@ def test_resume_accepts_a_key_added_to_the_config_schema_at_its_absent_value(med
         _check_resumable(tmp_path, {"config_hash": "from-an-older-schema", "learning_config": old}, config)
 
 
+def test_resume_with_a_new_schedule_only_if_the_past_lr_is_the_same(media, tmp_path):
+    """A constant-LR run may go on as "wsd" (annealed at the end) from any step before its decay; cosine may not."""
+    from vidgen.train.trainer import _check_resumable
+    from vidgen.train.config import learning_dict
+
+    constant = TrainConfig.load(tiny(media, tmp_path, max_steps=100, optim={"schedule": "constant"}))
+    state = {"config_hash": "constant", "learning_config": learning_dict(constant), "step": 60}
+    wsd = TrainConfig.load(tiny(media, tmp_path, max_steps=100, optim={"schedule": "wsd", "decay_steps": 40}))
+    _check_resumable(tmp_path, state, wsd)  # decay starts at step 60: steps 0..59 had the same LR
+    early = TrainConfig.load(tiny(media, tmp_path, max_steps=100, optim={"schedule": "wsd", "decay_steps": 41}))
+    with pytest.raises(CheckpointError, match="optim.schedule: 'constant'"):
+        _check_resumable(tmp_path, state, early)  # step 59 would have had a lower LR
+    cosine = TrainConfig.load(tiny(media, tmp_path, max_steps=100, optim={"schedule": "cosine"}))
+    with pytest.raises(CheckpointError, match="optim.schedule"):
+        _check_resumable(tmp_path, state, cosine)
+    other = TrainConfig.load(tiny(media, tmp_path, max_steps=100, optim={"schedule": "wsd", "decay_steps": 40,
+                                                                          "lr": 1e-3}))
+    with pytest.raises(CheckpointError, match="optim.lr"):
+        _check_resumable(tmp_path, state, other)  # a schedule change does not excuse another change
+    with pytest.raises(ValueError, match="decay_steps"):
+        TrainConfig.load(tiny(media, tmp_path, optim={"schedule": "wsd"}))
+
+
 def _unit_latent_vae(video: torch.Tensor):
     """The tiny VAE with latent statistics set from `video`, so its normalised latents have unit scale (a random
     VAE's raw latents are nearly constant, which would make any sample look close)."""

@@ -1,5 +1,7 @@
 """Parity with the oracle (diffusers AutoencoderKLWan) on the same tiny random weights, through every loading path."""
 
+import dataclasses
+
 import pytest
 import torch
 from vae_oracle import diffusers_decode_normalised, diffusers_normalised_mean, rel_err, tiny_diffusers_vae
@@ -90,3 +92,29 @@ def test_wan21_names_match_diffusers_and_original():
     assert len(table) == len(ours)
     assert "encoder.downsamples.5.time_conv.weight" in table and "decoder.upsamples.3.time_conv.weight" in table
     assert "decoder.upsamples.11.resample.1.weight" in table and "decoder.upsamples.14.residual.6.bias" in table
+
+
+def test_wider_decoder_matches_diffusers(tmp_path):
+    """diffusers' `decoder_base_dim` (a decoder wider than the encoder) round-trips and decodes the same."""
+    cfg = dataclasses.replace(preset("tiny"), decoder_base_dim=12)
+    ref = tiny_diffusers_vae(cfg, seed=1)
+    ref.save_pretrained(tmp_path / "wide")
+    vae = CausalVAE.from_pretrained(tmp_path / "wide")
+    assert vae.config.decoder_base_dim == 12 and vae.decoder.conv_in.weight.shape[0] == 12 * cfg.dim_mult[-1]
+    assert vae.encoder.conv_in.weight.shape[0] == cfg.base_dim
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    assert rel_err(vae.encode(video), diffusers_normalised_mean(ref, video)) < 1e-4
+    z = torch.randn(1, 4, 2, 2, 2)
+    assert rel_err(vae.decode(z), diffusers_decode_normalised(ref, z)) < 1e-4
+    vae.save_pretrained(tmp_path / "ours")
+    again = CausalVAE.from_pretrained(tmp_path / "ours")
+    assert again.config == vae.config
+    from causal_vae.convert import config_to_diffusers
+
+    assert config_to_diffusers(cfg)["decoder_base_dim"] == 12 and "decoder_base_dim" not in config_to_diffusers(
+        preset("tiny"))
+
+
+def test_decoder_base_dim_must_be_positive():
+    with pytest.raises(ValueError, match="decoder_base_dim"):
+        dataclasses.replace(preset("tiny"), decoder_base_dim=0)

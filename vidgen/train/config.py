@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 
 from vidgen.config_io import from_dict, to_dict
+from vidgen.train.schedule import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,12 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     eps: float = 1e-8
-    schedule: str = "constant"  # "constant" or "cosine" (to min_lr_ratio·lr at max_steps), after linear warmup
+    # After linear warmup: "constant"; "cosine" (to min_lr_ratio·lr at max_steps); "wsd" (constant, then linear to
+    # min_lr_ratio·lr over the last decay_steps steps: a constant run resumed as wsd anneals without changing its past).
+    schedule: str = "constant"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
+    decay_steps: int = 0  # schedule wsd only
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     grad_accum: int = 1  # micro-batches per optimizer step
     text_encoder_lr: float | None = None  # when training the text encoder jointly; None: same as lr
@@ -99,8 +103,11 @@ class TrainConfig:
             errors.append(f"task must be 'dit' or 'vae', got {self.task!r}")
         if self.mixed_precision not in ("no", "bf16"):
             errors.append(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
-        if self.optim.schedule not in ("constant", "cosine"):
-            errors.append(f"optim.schedule must be 'constant' or 'cosine', got {self.optim.schedule!r}")
+        if self.optim.schedule not in SCHEDULES:
+            errors.append(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
+        if self.optim.schedule == "wsd" and not 1 <= self.optim.decay_steps <= self.max_steps - self.optim.warmup_steps:
+            errors.append(f"optim.decay_steps must be in [1, max_steps - warmup_steps] for schedule 'wsd', got "
+                          f"{self.optim.decay_steps}")
         if self.flow.sigma_sampler not in ("uniform", "logit_normal"):
             errors.append(f"flow.sigma_sampler must be 'uniform' or 'logit_normal', got {self.flow.sigma_sampler!r}")
         if sum(x is not None for x in (self.data.folder, self.data.manifest, self.data.cache, self.data.shapes)) != 1:
@@ -146,7 +153,7 @@ def learning_dict(config: TrainConfig) -> dict:
 
     walk("", to_dict(config))
     keep = {k: v for k, v in flat.items() if k not in RUN_CONTROL_KEYS}
-    if config.optim.schedule == "cosine":  # the cosine decay is stretched over max_steps, so it shapes every step
+    if config.optim.schedule in ("cosine", "wsd"):  # their decay is placed by max_steps, so it shapes the steps
         keep["max_steps"] = config.max_steps
     return keep
 

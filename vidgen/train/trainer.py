@@ -61,9 +61,40 @@ def _check_resumable(path: Path, state: dict, config: TrainConfig) -> None:
             if old.get(k) != new.get(k)]
     if not diff:  # the config schema gained a key since, at the value its absence meant: the same run
         return
+    if isinstance(state.get("step"), int) and _same_lr_so_far(old, new, state["step"]):
+        log.info("resuming %s with a new LR schedule that agrees with the old one on its %d steps so far",
+                 path, state["step"])
+        return
     raise ckpt.CheckpointError(
         f"checkpoint {path} was written by a different training config; differing keys:\n  " + "\n  ".join(diff)
         + "\nResume with the original config, or train into a new output_dir.")
+
+
+_SCHEDULE_KEYS = ("optim.schedule", "optim.min_lr_ratio", "optim.decay_steps", "max_steps")
+
+
+def _same_lr_so_far(old: dict, new: dict, steps: int) -> bool:
+    """Whether two learning configs differ only in their LR schedule, and give the same LR on steps 0..steps-1.
+
+    Then the checkpoint is exactly what the new config would have produced, so it may resume (e.g. a constant-LR run
+    continued as "wsd" to anneal at the end). Keys absent from an old checkpoint take their defaults.
+    """
+    keys = set(old) | set(new)
+    if any(old.get(k) != new.get(k) for k in keys - set(_SCHEDULE_KEYS)):
+        return False
+    defaults = {"optim.min_lr_ratio": 0.0, "optim.decay_steps": 0, "max_steps": steps}
+
+    def factors(cfg: dict) -> list[float]:
+        get = lambda k: cfg.get(k, defaults.get(k))  # noqa: E731
+        try:
+            return [lr_factor(s, warmup_steps=get("optim.warmup_steps"), max_steps=get("max_steps"),
+                              schedule=get("optim.schedule"), min_ratio=get("optim.min_lr_ratio"),
+                              decay_steps=get("optim.decay_steps")) for s in range(steps)]
+        except (TypeError, ValueError):
+            return []
+
+    a, b = factors(old), factors(new)
+    return len(a) == steps and a == b
 
 
 def train(config: TrainConfig, *, resume: bool = False, models: dict | None = None, progress: bool = True,
@@ -162,7 +193,7 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     t_last, samples_since = time.perf_counter(), 0
     while step < config.max_steps:
         factor = lr_factor(step, warmup_steps=o.warmup_steps, max_steps=config.max_steps, schedule=o.schedule,
-                           min_ratio=o.min_lr_ratio)
+                           min_ratio=o.min_lr_ratio, decay_steps=o.decay_steps)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         loss_sum = 0.0
