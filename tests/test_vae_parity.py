@@ -8,7 +8,7 @@ from vae_oracle import diffusers_decode_normalised, diffusers_normalised_mean, r
 
 from causal_vae import CausalVAE
 from causal_vae.config import preset
-from causal_vae.convert import ours_to_original
+from causal_vae.convert import config_to_diffusers, ours_to_original
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,6 @@ def test_wider_decoder_matches_diffusers(tmp_path):
     vae.save_pretrained(tmp_path / "ours")
     again = CausalVAE.from_pretrained(tmp_path / "ours")
     assert again.config == vae.config
-    from causal_vae.convert import config_to_diffusers
-
     assert config_to_diffusers(cfg)["decoder_base_dim"] == 12 and "decoder_base_dim" not in config_to_diffusers(
         preset("tiny"))
 

@@ -19,7 +19,8 @@ def tiny_diffusers_vae(cfg: VAEConfig, seed: int = 0):
     torch.manual_seed(seed)
     ref = AutoencoderKLWan(
         base_dim=cfg.base_dim, decoder_base_dim=cfg.decoder_base_dim, z_dim=cfg.z_dim, dim_mult=list(cfg.dim_mult),
-        num_res_blocks=cfg.num_res_blocks, attn_scales=list(cfg.attn_scales), temperal_downsample=list(cfg.temporal_downsample),
+        num_res_blocks=cfg.num_res_blocks, attn_scales=list(cfg.attn_scales),
+        temperal_downsample=list(cfg.temporal_downsample),
         latents_mean=list(cfg.latents_mean), latents_std=list(cfg.latents_std),
     ).eval()  # fmt: skip
     perturb_vae_(ref)
