@@ -15,7 +15,8 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("stages", nargs="+", choices=[*STAGES, "all"])
 parser.add_argument("--config", default="configs/shapes/recipe.yaml")
 parser.add_argument("--run-dir", help="override the config's run_dir")
-parser.add_argument("--max-steps", type=int, help="override the training stages' max_steps (to extend a run)")
+parser.add_argument("--max-steps", type=int,
+                    help="override the training stages' max_steps (their last run's, when the recipe continues one)")
 parser.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a machine shared with others)")
 parser.add_argument("--export-to", default=str(DEFAULT_MODEL_DIR), help="where export writes the pipeline")
 parser.add_argument("--from-checkpoint", action="store_true",

@@ -140,3 +140,42 @@ def test_export_uses_the_final_dit_once_training_has_finished(trained):
     assert source.endswith("final/transformer"), source
     final = DiT.from_pretrained(recipe.root / "dit" / "final" / "transformer")
     assert all(torch.equal(a, b) for a, b in zip(dit.state_dict().values(), final.state_dict().values()))
+
+
+def test_continuations_start_from_the_first_runs_and_are_what_export_ships(tmp_path):
+    from causal_vae import CausalVAE
+    from vidgen.dit.model import DiT
+    from vidgen.shapes.recipe import load_trained_dit, trained_vae_folder
+
+    first_runs = ShapesRecipe.load(TINY).with_run_dir(tmp_path / "run")
+    run_stages(first_runs, ["data", "vae", "latents", "dit", "decoder"], export_to=tmp_path / "unused", progress=False)
+    # A near-zero LR: the continued runs' final (EMA) weights must then be the first runs' final weights.
+    tiny_lr = {"lr": 1.0e-12, "warmup_steps": 0}
+    more = {**TINY,
+            "dit_continue_train": {**TINY["dit_train"], "optim": tiny_lr, "max_steps": 1},
+            "decoder_continue_train": {**TINY["decoder_train"], "optim": tiny_lr, "max_steps": 1}}
+    cont = ShapesRecipe.load(more).with_run_dir(tmp_path / "run")
+    assert cont.dit_train_config(continued=True).seed != cont.dit_train_config().seed
+    assert load_trained_dit(cont)[1].endswith("dit/final/transformer")  # nothing continued yet: the first run
+    assert trained_vae_folder(cont) == cont.root / "decoder" / "final" / "vae"
+    run_stages(cont, ["dit", "decoder", "export"], export_to=tmp_path / "model", progress=False)
+
+    dit, source = load_trained_dit(cont)
+    assert source.endswith("dit_continued/final/transformer"), source
+    first = DiT.from_pretrained(cont.root / "dit" / "final" / "transformer").state_dict()
+    init = DiT.from_pretrained(cont.root / "dit_init").state_dict()
+    got = dit.state_dict()
+    assert all(torch.allclose(got[n], first[n], atol=1e-6) for n in got)
+    assert any(not torch.allclose(got[n], init[n], atol=1e-6) for n in got)
+
+    assert trained_vae_folder(cont) == cont.root / "decoder_continued" / "final" / "vae"
+    a = CausalVAE.from_pretrained(cont.root / "decoder" / "final" / "vae").state_dict()
+    b = CausalVAE.from_pretrained(tmp_path / "model" / "vae").state_dict()
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
+
+
+def test_a_decoder_continuation_needs_the_first_decoder_run():
+    bad = {k: v for k, v in TINY.items() if k != "decoder_train"}
+    bad["decoder_continue_train"] = TINY["decoder_train"]
+    with pytest.raises(ValueError, match="decoder_train"):
+        ShapesRecipe.load(bad)

@@ -10,8 +10,10 @@ the same command again. The layout of a run folder (`run_dir`):
     text/            tokenizer/ + text_encoder/ (seeded random UMT5, frozen), combined/ (both in one folder)
     latents/         the DiT's training data: latents + text embeddings, computed once
     dit_init/        the DiT's seeded initial weights          dit/   its training run (checkpoints/, final/transformer)
+    dit_continued/   optional: a second DiT run from dit/'s final weights, with a schedule of its own (warm restart)
     decoder/         optional: the VAE decoder trained further with the encoder frozen (checkpoints/, final/vae);
                      the latent space is unchanged, so it can run beside the dit stage, and export uses it
+    decoder_continued/  optional: a second decoder run from decoder/'s final weights (warm restart)
 
 `export` assembles a `VideoPipeline` (our saved format) with the model's own generation defaults.
 """
@@ -53,6 +55,10 @@ class ShapesRecipe:
     dit_train: TrainConfig
     vae_images_train: TrainConfig | None = None  # an images-only first phase of VAE training (then vae_train)
     decoder_train: TrainConfig | None = None  # stage decoder: the decoder alone, on the normalised VAE (frozen encoder)
+    # Continuations: a second run of the stage from the first run's final (EMA) weights, with a fresh optimizer and an
+    # LR schedule of its own, so that an annealed run can be trained further. Output dit_continued/, decoder_continued/.
+    dit_continue_train: TrainConfig | None = None
+    decoder_continue_train: TrainConfig | None = None
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     defaults: PipelineConfig = field(default_factory=PipelineConfig)  # generation defaults shipped with the model
     run_dir: str = "runs/shapes"
@@ -69,9 +75,13 @@ class ShapesRecipe:
         if self.text_encoder.d_model != self.dit_model.text_dim:
             raise ValueError(f"the text encoder's d_model ({self.text_encoder.d_model}) must equal the DiT's text_dim "
                              f"({self.dit_model.text_dim})")
-        if self.vae_train.task != "vae" or self.dit_train.task != "dit" or any(
-                c is not None and c.task != "vae" for c in (self.vae_images_train, self.decoder_train)):
-            raise ValueError("vae_train, vae_images_train and decoder_train need task: vae, dit_train task: dit")
+        vae_tasks = (self.vae_images_train, self.decoder_train, self.decoder_continue_train)
+        if self.vae_train.task != "vae" or any(c is not None and c.task != "vae" for c in vae_tasks) or any(
+                c is not None and c.task != "dit" for c in (self.dit_train, self.dit_continue_train)):
+            raise ValueError("vae_train, vae_images_train, decoder_train and decoder_continue_train need task: vae; "
+                             "dit_train and dit_continue_train task: dit")
+        if self.decoder_continue_train is not None and self.decoder_train is None:
+            raise ValueError("decoder_continue_train continues decoder_train's run: the recipe needs decoder_train too")
 
     @classmethod
     def load(cls, source) -> "ShapesRecipe":
@@ -100,22 +110,29 @@ class ShapesRecipe:
         return dataclasses.replace(c, vae=str(start), data=data, output_dir=str(self.root / "vae"),
                                    seed=self.seed, max_steps=max_steps or c.max_steps)
 
-    def decoder_train_config(self, max_steps: int | None = None) -> TrainConfig:
-        c = self.decoder_train
+    def decoder_train_config(self, max_steps: int | None = None, continued: bool = False) -> TrainConfig:
+        """The decoder stage's run (`continued`: its second run, from the first one's final weights)."""
+        c = self.decoder_continue_train if continued else self.decoder_train
         if c is None:
-            raise ValueError("the recipe has no decoder_train section: the decoder stage has nothing to run")
+            name = "decoder_continue_train" if continued else "decoder_train"
+            raise ValueError(f"the recipe has no {name} section: the decoder stage has nothing to run there")
+        start = self.root / "decoder" / FINAL / "vae" if continued else self.root / "vae_normalized"
         data = dataclasses.replace(c.data, folder=str(self.root / "data"), manifest=None, cache=None)
-        return dataclasses.replace(c, vae=str(self.root / "vae_normalized"), data=data, train_vae_encoder=False,
-                                   output_dir=str(self.root / "decoder"), seed=self.seed,
-                                   max_steps=max_steps or c.max_steps)
+        return dataclasses.replace(c, vae=str(start), data=data, train_vae_encoder=False,
+                                   output_dir=str(self.root / ("decoder_continued" if continued else "decoder")),
+                                   seed=self.seed + int(continued), max_steps=max_steps or c.max_steps)
 
-    def dit_train_config(self, max_steps: int | None = None) -> TrainConfig:
-        c = self.dit_train
+    def dit_train_config(self, max_steps: int | None = None, continued: bool = False) -> TrainConfig:
+        """The dit stage's run (`continued`: its second run, from the first one's final weights)."""
+        c = self.dit_continue_train if continued else self.dit_train
+        if c is None:
+            raise ValueError("the recipe has no dit_continue_train section")
+        start = self.root / "dit" / FINAL / "transformer" if continued else self.root / "dit_init"
         data = dataclasses.replace(c.data, folder=None, manifest=None, cache=str(self.root / "latents"))
-        return dataclasses.replace(c, model=str(self.root / "dit_init"), vae=str(self.root / "vae_normalized"),
+        return dataclasses.replace(c, model=str(start), vae=str(self.root / "vae_normalized"),
                                    text_encoder=str(self.root / "text" / "combined"), data=data,
-                                   output_dir=str(self.root / "dit"), seed=self.seed,
-                                   max_steps=max_steps or c.max_steps)
+                                   output_dir=str(self.root / ("dit_continued" if continued else "dit")),
+                                   seed=self.seed + int(continued), max_steps=max_steps or c.max_steps)
 
     def dit_media_config(self) -> TrainConfig:
         """The DiT's config reading the training clips themselves, whole clips and single frames of them: what the
@@ -222,45 +239,67 @@ def stage_latents(recipe: ShapesRecipe, progress: bool = True) -> Path:
     return cache
 
 
-def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
-    """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout); resumes."""
+def _train_runs(configs: list[TrainConfig], max_steps: int | None, progress: bool) -> None:
+    """Train each run in turn (resuming); `max_steps` overrides the step count of the last run only."""
     from vidgen.train.trainer import train
 
+    for i, config in enumerate(configs):
+        if max_steps and i == len(configs) - 1:
+            config = dataclasses.replace(config, max_steps=max_steps)
+        train(config, resume=True, progress=progress)
+
+
+def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
+    """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout), then its continuation if
+    the recipe has one; resumes. `max_steps` applies to the last run."""
     if not (recipe.root / "latents").is_dir():
         raise FileNotFoundError(f"{recipe.root / 'latents'} does not exist: run the latents stage first")
-    config = recipe.dit_train_config(max_steps)
-    train(config, resume=True, progress=progress)
-    return Path(config.output_dir) / FINAL / "transformer"
+    configs = [recipe.dit_train_config()]
+    if recipe.dit_continue_train is not None:
+        configs.append(recipe.dit_train_config(continued=True))
+    _train_runs(configs, max_steps, progress)
+    return Path(configs[-1].output_dir) / FINAL / "transformer"
 
 
 def stage_decoder(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
-    """Train the decoder further with the encoder frozen (the DiT's latent space does not move); resumes."""
-    from vidgen.train.trainer import train
-
+    """Train the decoder further with the encoder frozen (the DiT's latent space does not move), then its
+    continuation if the recipe has one; resumes. `max_steps` applies to the last run."""
     if not (recipe.root / "vae_normalized").is_dir():
         raise FileNotFoundError(f"{recipe.root / 'vae_normalized'} does not exist: run the latents stage first")
-    config = recipe.decoder_train_config(max_steps)
-    train(config, resume=True, progress=progress)
-    return Path(config.output_dir) / FINAL / "vae"
+    configs = [recipe.decoder_train_config()]
+    if recipe.decoder_continue_train is not None:
+        configs.append(recipe.decoder_train_config(continued=True))
+    _train_runs(configs, max_steps, progress)
+    return Path(configs[-1].output_dir) / FINAL / "vae"
 
 
 def trained_vae_folder(recipe: ShapesRecipe) -> Path:
-    """The VAE to ship: the decoder stage's result when it has finished, else the normalised VAE."""
-    decoder = recipe.root / "decoder" / FINAL / "vae"
-    return decoder if decoder.is_dir() else recipe.root / "vae_normalized"
+    """The VAE to ship: the last finished run of the decoder stage (of those the recipe configures), else the
+    normalised VAE."""
+    runs = ["decoder_continued", "decoder"] if recipe.decoder_continue_train is not None else ["decoder"]
+    for run in runs:
+        folder = recipe.root / run / FINAL / "vae"
+        if folder.is_dir():
+            return folder
+    return recipe.root / "vae_normalized"
 
 
 def load_trained_dit(recipe: ShapesRecipe, from_checkpoint: bool = False):
-    """The trained DiT: the final export of the dit stage, or (`from_checkpoint`, or no final yet) the newest
-    checkpoint's EMA weights (its raw weights when it has no EMA)."""
+    """The trained DiT of the stage's last configured run (dit_continued/ when the recipe continues the DiT, else
+    dit/): its final export, or (`from_checkpoint`, or no final yet) its newest checkpoint's EMA weights (its raw
+    weights when it has no EMA). A continuation without a checkpoint yet falls back to the first run."""
     from vidgen.dit.model import DiT
     from vidgen.train import checkpoint as ckpt
     from vidgen.train.trainer import CHECKPOINTS
 
-    final = recipe.root / "dit" / FINAL / "transformer"
-    if final.is_dir() and not from_checkpoint:
-        return DiT.from_pretrained(final, dtype=torch.float32), str(final)
-    latest = ckpt.CheckpointManager(recipe.root / "dit" / CHECKPOINTS).latest()
+    runs = ["dit_continued", "dit"] if recipe.dit_continue_train is not None else ["dit"]
+    for run in runs:
+        final = recipe.root / run / FINAL / "transformer"
+        if final.is_dir() and not from_checkpoint:
+            return DiT.from_pretrained(final, dtype=torch.float32), str(final)
+        latest = ckpt.CheckpointManager(recipe.root / run / CHECKPOINTS).latest()
+        if latest is not None:
+            break
     if latest is None:
         raise FileNotFoundError(f"no trained DiT in {recipe.root / 'dit'}: run the dit stage first")
     tensors, state = ckpt.load(latest)
