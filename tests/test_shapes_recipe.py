@@ -142,26 +142,29 @@ def test_export_uses_the_final_dit_once_training_has_finished(trained):
     assert all(torch.equal(a, b) for a, b in zip(dit.state_dict().values(), final.state_dict().values()))
 
 
-def test_continuations_start_from_the_first_runs_and_are_what_export_ships(tmp_path):
+def test_continuations_start_from_the_previous_runs_and_are_what_export_ships(tmp_path):
     from causal_vae import CausalVAE
     from vidgen.dit.model import DiT
     from vidgen.shapes.recipe import load_trained_dit, trained_vae_folder
 
     first_runs = ShapesRecipe.load(TINY).with_run_dir(tmp_path / "run")
     run_stages(first_runs, ["data", "vae", "latents", "dit", "decoder"], export_to=tmp_path / "unused", progress=False)
-    # A near-zero LR: the continued runs' final (EMA) weights must then be the first runs' final weights.
+    # A near-zero LR: each continued run's final (EMA) weights must then be the first run's final weights.
     tiny_lr = {"lr": 1.0e-12, "warmup_steps": 0}
     more = {**TINY,
-            "dit_continue_train": {**TINY["dit_train"], "optim": tiny_lr, "max_steps": 1},
-            "decoder_continue_train": {**TINY["decoder_train"], "optim": tiny_lr, "max_steps": 1}}
+            "dit_continue_train": [{**TINY["dit_train"], "optim": tiny_lr, "max_steps": 1}] * 2,
+            "decoder_continue_train": [{**TINY["decoder_train"], "optim": tiny_lr, "max_steps": 1}]}
     cont = ShapesRecipe.load(more).with_run_dir(tmp_path / "run")
-    assert cont.dit_train_config(continued=True).seed != cont.dit_train_config().seed
+    assert [cont.dit_train_config(run=k).seed for k in range(3)] == [3, 4, 5]
+    assert cont.dit_train_config(run=2).model == str(cont.root / "dit_continued" / "final" / "transformer")
+    with pytest.raises(ValueError, match="no run 3"):
+        cont.dit_train_config(run=3)
     assert load_trained_dit(cont)[1].endswith("dit/final/transformer")  # nothing continued yet: the first run
     assert trained_vae_folder(cont) == cont.root / "decoder" / "final" / "vae"
     run_stages(cont, ["dit", "decoder", "export"], export_to=tmp_path / "model", progress=False)
 
     dit, source = load_trained_dit(cont)
-    assert source.endswith("dit_continued/final/transformer"), source
+    assert source.endswith("dit_continued_2/final/transformer"), source
     first = DiT.from_pretrained(cont.root / "dit" / "final" / "transformer").state_dict()
     init = DiT.from_pretrained(cont.root / "dit_init").state_dict()
     got = dit.state_dict()
@@ -176,6 +179,6 @@ def test_continuations_start_from_the_first_runs_and_are_what_export_ships(tmp_p
 
 def test_a_decoder_continuation_needs_the_first_decoder_run():
     bad = {k: v for k, v in TINY.items() if k != "decoder_train"}
-    bad["decoder_continue_train"] = TINY["decoder_train"]
+    bad["decoder_continue_train"] = [TINY["decoder_train"]]
     with pytest.raises(ValueError, match="decoder_train"):
         ShapesRecipe.load(bad)

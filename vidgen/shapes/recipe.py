@@ -10,10 +10,12 @@ the same command again. The layout of a run folder (`run_dir`):
     text/            tokenizer/ + text_encoder/ (seeded random UMT5, frozen), combined/ (both in one folder)
     latents/         the DiT's training data: latents + text embeddings, computed once
     dit_init/        the DiT's seeded initial weights          dit/   its training run (checkpoints/, final/transformer)
-    dit_continued/   optional: a second DiT run from dit/'s final weights, with a schedule of its own (warm restart)
+    dit_continued/   optional: a second DiT run from dit/'s final weights, with a schedule of its own (warm restart);
+                     dit_continued_2/, ... further ones, each from the previous run's final weights
     decoder/         optional: the VAE decoder trained further with the encoder frozen (checkpoints/, final/vae);
                      the latent space is unchanged, so it can run beside the dit stage, and export uses it
-    decoder_continued/  optional: a second decoder run from decoder/'s final weights (warm restart)
+    decoder_continued/  optional: a second decoder run from decoder/'s final weights (warm restart); then
+                     decoder_continued_2/, ... likewise
 
 `export` assembles a `VideoPipeline` (our saved format) with the model's own generation defaults.
 """
@@ -55,10 +57,11 @@ class ShapesRecipe:
     dit_train: TrainConfig
     vae_images_train: TrainConfig | None = None  # an images-only first phase of VAE training (then vae_train)
     decoder_train: TrainConfig | None = None  # stage decoder: the decoder alone, on the normalised VAE (frozen encoder)
-    # Continuations: a second run of the stage from the first run's final (EMA) weights, with a fresh optimizer and an
-    # LR schedule of its own, so that an annealed run can be trained further. Output dit_continued/, decoder_continued/.
-    dit_continue_train: TrainConfig | None = None
-    decoder_continue_train: TrainConfig | None = None
+    # Continuations: further runs of the stage, each from the previous run's final (EMA) weights, with a fresh
+    # optimizer and an LR schedule of its own, so that an annealed run can be trained further. Outputs
+    # dit_continued/, dit_continued_2/, ... (`run_name`).
+    dit_continue_train: tuple[TrainConfig, ...] = ()
+    decoder_continue_train: tuple[TrainConfig, ...] = ()
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     defaults: PipelineConfig = field(default_factory=PipelineConfig)  # generation defaults shipped with the model
     run_dir: str = "runs/shapes"
@@ -75,12 +78,12 @@ class ShapesRecipe:
         if self.text_encoder.d_model != self.dit_model.text_dim:
             raise ValueError(f"the text encoder's d_model ({self.text_encoder.d_model}) must equal the DiT's text_dim "
                              f"({self.dit_model.text_dim})")
-        vae_tasks = (self.vae_images_train, self.decoder_train, self.decoder_continue_train)
+        vae_tasks = (self.vae_images_train, self.decoder_train, *self.decoder_continue_train)
         if self.vae_train.task != "vae" or any(c is not None and c.task != "vae" for c in vae_tasks) or any(
-                c is not None and c.task != "dit" for c in (self.dit_train, self.dit_continue_train)):
+                c.task != "dit" for c in (self.dit_train, *self.dit_continue_train)):
             raise ValueError("vae_train, vae_images_train, decoder_train and decoder_continue_train need task: vae; "
                              "dit_train and dit_continue_train task: dit")
-        if self.decoder_continue_train is not None and self.decoder_train is None:
+        if self.decoder_continue_train and self.decoder_train is None:
             raise ValueError("decoder_continue_train continues decoder_train's run: the recipe needs decoder_train too")
 
     @classmethod
@@ -110,29 +113,33 @@ class ShapesRecipe:
         return dataclasses.replace(c, vae=str(start), data=data, output_dir=str(self.root / "vae"),
                                    seed=self.seed, max_steps=max_steps or c.max_steps)
 
-    def decoder_train_config(self, max_steps: int | None = None, continued: bool = False) -> TrainConfig:
-        """The decoder stage's run (`continued`: its second run, from the first one's final weights)."""
-        c = self.decoder_continue_train if continued else self.decoder_train
-        if c is None:
-            name = "decoder_continue_train" if continued else "decoder_train"
-            raise ValueError(f"the recipe has no {name} section: the decoder stage has nothing to run there")
-        start = self.root / "decoder" / FINAL / "vae" if continued else self.root / "vae_normalized"
+    def decoder_train_config(self, max_steps: int | None = None, run: int = 0) -> TrainConfig:
+        """Run `run` of the decoder stage: 0 is decoder_train, k ≥ 1 the k-th continuation (from run k-1's final
+        weights)."""
+        runs = ([self.decoder_train] if self.decoder_train is not None else []) + list(self.decoder_continue_train)
+        if not 0 <= run < len(runs):
+            raise ValueError(f"the recipe's decoder stage has {len(runs)} run(s) (decoder_train and "
+                             f"decoder_continue_train); there is no run {run}")
+        c = runs[run]
+        start = self.root / run_name("decoder", run - 1) / FINAL / "vae" if run else self.root / "vae_normalized"
         data = dataclasses.replace(c.data, folder=str(self.root / "data"), manifest=None, cache=None)
         return dataclasses.replace(c, vae=str(start), data=data, train_vae_encoder=False,
-                                   output_dir=str(self.root / ("decoder_continued" if continued else "decoder")),
-                                   seed=self.seed + int(continued), max_steps=max_steps or c.max_steps)
+                                   output_dir=str(self.root / run_name("decoder", run)), seed=self.seed + run,
+                                   max_steps=max_steps or c.max_steps)
 
-    def dit_train_config(self, max_steps: int | None = None, continued: bool = False) -> TrainConfig:
-        """The dit stage's run (`continued`: its second run, from the first one's final weights)."""
-        c = self.dit_continue_train if continued else self.dit_train
-        if c is None:
-            raise ValueError("the recipe has no dit_continue_train section")
-        start = self.root / "dit" / FINAL / "transformer" if continued else self.root / "dit_init"
+    def dit_train_config(self, max_steps: int | None = None, run: int = 0) -> TrainConfig:
+        """Run `run` of the dit stage: 0 is dit_train, k ≥ 1 the k-th continuation (from run k-1's final weights)."""
+        runs = [self.dit_train, *self.dit_continue_train]
+        if not 0 <= run < len(runs):
+            raise ValueError(f"the recipe's dit stage has {len(runs)} run(s) (dit_train and dit_continue_train); "
+                             f"there is no run {run}")
+        c = runs[run]
+        start = self.root / run_name("dit", run - 1) / FINAL / "transformer" if run else self.root / "dit_init"
         data = dataclasses.replace(c.data, folder=None, manifest=None, cache=str(self.root / "latents"))
         return dataclasses.replace(c, model=str(start), vae=str(self.root / "vae_normalized"),
                                    text_encoder=str(self.root / "text" / "combined"), data=data,
-                                   output_dir=str(self.root / ("dit_continued" if continued else "dit")),
-                                   seed=self.seed + int(continued), max_steps=max_steps or c.max_steps)
+                                   output_dir=str(self.root / run_name("dit", run)), seed=self.seed + run,
+                                   max_steps=max_steps or c.max_steps)
 
     def dit_media_config(self) -> TrainConfig:
         """The DiT's config reading the training clips themselves, whole clips and single frames of them: what the
@@ -142,6 +149,11 @@ class ShapesRecipe:
         data = dataclasses.replace(c.data, folder=str(self.root / "data"), cache=None, buckets=buckets,
                                    images_from_videos=True, random_crop=False)
         return dataclasses.replace(c, data=data)
+
+
+def run_name(stage: str, run: int) -> str:
+    """The output folder of run `run` of a training stage: dit, dit_continued, dit_continued_2, ..."""
+    return stage if run == 0 else f"{stage}_continued" if run == 1 else f"{stage}_continued_{run}"
 
 
 # --- stages ----------------------------------------------------------------------------------------------------------
@@ -254,9 +266,7 @@ def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
     the recipe has one; resumes. `max_steps` applies to the last run."""
     if not (recipe.root / "latents").is_dir():
         raise FileNotFoundError(f"{recipe.root / 'latents'} does not exist: run the latents stage first")
-    configs = [recipe.dit_train_config()]
-    if recipe.dit_continue_train is not None:
-        configs.append(recipe.dit_train_config(continued=True))
+    configs = [recipe.dit_train_config(run=k) for k in range(1 + len(recipe.dit_continue_train))]
     _train_runs(configs, max_steps, progress)
     return Path(configs[-1].output_dir) / FINAL / "transformer"
 
@@ -266,9 +276,7 @@ def stage_decoder(recipe: ShapesRecipe, max_steps: int | None = None, progress: 
     continuation if the recipe has one; resumes. `max_steps` applies to the last run."""
     if not (recipe.root / "vae_normalized").is_dir():
         raise FileNotFoundError(f"{recipe.root / 'vae_normalized'} does not exist: run the latents stage first")
-    configs = [recipe.decoder_train_config()]
-    if recipe.decoder_continue_train is not None:
-        configs.append(recipe.decoder_train_config(continued=True))
+    configs = [recipe.decoder_train_config(run=k) for k in range(1 + len(recipe.decoder_continue_train))]
     _train_runs(configs, max_steps, progress)
     return Path(configs[-1].output_dir) / FINAL / "vae"
 
@@ -276,8 +284,7 @@ def stage_decoder(recipe: ShapesRecipe, max_steps: int | None = None, progress: 
 def trained_vae_folder(recipe: ShapesRecipe) -> Path:
     """The VAE to ship: the last finished run of the decoder stage (of those the recipe configures), else the
     normalised VAE."""
-    runs = ["decoder_continued", "decoder"] if recipe.decoder_continue_train is not None else ["decoder"]
-    for run in runs:
+    for run in reversed([run_name("decoder", k) for k in range(1 + len(recipe.decoder_continue_train))]):
         folder = recipe.root / run / FINAL / "vae"
         if folder.is_dir():
             return folder
@@ -285,15 +292,14 @@ def trained_vae_folder(recipe: ShapesRecipe) -> Path:
 
 
 def load_trained_dit(recipe: ShapesRecipe, from_checkpoint: bool = False):
-    """The trained DiT of the stage's last configured run (dit_continued/ when the recipe continues the DiT, else
-    dit/): its final export, or (`from_checkpoint`, or no final yet) its newest checkpoint's EMA weights (its raw
-    weights when it has no EMA). A continuation without a checkpoint yet falls back to the first run."""
+    """The trained DiT of the stage's last configured run (dit/, or its last continuation): its final export, or
+    (`from_checkpoint`, or no final yet) its newest checkpoint's EMA weights (its raw weights when it has no EMA). A
+    continuation without a checkpoint yet falls back to the run before it."""
     from vidgen.dit.model import DiT
     from vidgen.train import checkpoint as ckpt
     from vidgen.train.trainer import CHECKPOINTS
 
-    runs = ["dit_continued", "dit"] if recipe.dit_continue_train is not None else ["dit"]
-    for run in runs:
+    for run in reversed([run_name("dit", k) for k in range(1 + len(recipe.dit_continue_train))]):
         final = recipe.root / run / FINAL / "transformer"
         if final.is_dir() and not from_checkpoint:
             return DiT.from_pretrained(final, dtype=torch.float32), str(final)
