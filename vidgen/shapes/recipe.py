@@ -262,8 +262,8 @@ def _train_runs(configs: list[TrainConfig], max_steps: int | None, progress: boo
 
 
 def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
-    """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout), then its continuation if
-    the recipe has one; resumes. `max_steps` applies to the last run."""
+    """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout), then its continuations,
+    if any; resumes. `max_steps` applies to the last run."""
     if not (recipe.root / "latents").is_dir():
         raise FileNotFoundError(f"{recipe.root / 'latents'} does not exist: run the latents stage first")
     configs = [recipe.dit_train_config(run=k) for k in range(1 + len(recipe.dit_continue_train))]
@@ -273,7 +273,7 @@ def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
 
 def stage_decoder(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
     """Train the decoder further with the encoder frozen (the DiT's latent space does not move), then its
-    continuation if the recipe has one; resumes. `max_steps` applies to the last run."""
+    continuations, if any; resumes. `max_steps` applies to the last run."""
     if not (recipe.root / "vae_normalized").is_dir():
         raise FileNotFoundError(f"{recipe.root / 'vae_normalized'} does not exist: run the latents stage first")
     configs = [recipe.decoder_train_config(run=k) for k in range(1 + len(recipe.decoder_continue_train))]
