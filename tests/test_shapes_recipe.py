@@ -177,6 +177,13 @@ def test_continuations_start_from_the_previous_runs_and_are_what_export_ships(tm
     assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
 
 
+def test_the_decoder_stage_without_a_decoder_section_says_so(tmp_path):
+    recipe = ShapesRecipe.load({k: v for k, v in TINY.items() if k != "decoder_train"}).with_run_dir(tmp_path)
+    (tmp_path / "vae_normalized").mkdir()
+    with pytest.raises(ValueError, match="no decoder_train section"):
+        run_stages(recipe, ["decoder"], export_to=tmp_path / "model", progress=False)
+
+
 def test_a_decoder_continuation_needs_the_first_decoder_run():
     bad = {k: v for k, v in TINY.items() if k != "decoder_train"}
     bad["decoder_continue_train"] = [TINY["decoder_train"]]

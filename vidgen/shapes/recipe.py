@@ -113,33 +113,40 @@ class ShapesRecipe:
         return dataclasses.replace(c, vae=str(start), data=data, output_dir=str(self.root / "vae"),
                                    seed=self.seed, max_steps=max_steps or c.max_steps)
 
-    def decoder_train_config(self, max_steps: int | None = None, run: int = 0) -> TrainConfig:
+    def run_names(self, stage: str) -> list[str]:
+        """The output folders of the runs of training stage "dit" or "decoder", in order (`run_name`): the first run,
+        then one per continuation."""
+        return [run_name(stage, k) for k in range(1 + len(getattr(self, f"{stage}_continue_train")))]
+
+    def _run_section(self, stage: str, run: int) -> TrainConfig:
+        """The recipe's section for run `run` of training stage "dit" or "decoder" (0: `{stage}_train`, k ≥ 1: the
+        k-th entry of `{stage}_continue_train`)."""
+        first = getattr(self, f"{stage}_train")
+        runs = ([first] if first is not None else []) + list(getattr(self, f"{stage}_continue_train"))
+        if not runs:
+            raise ValueError(f"the recipe has no {stage}_train section: the {stage} stage has nothing to run")
+        if not 0 <= run < len(runs):
+            raise ValueError(f"the recipe's {stage} stage has {len(runs)} run(s) ({stage}_train and "
+                             f"{stage}_continue_train); there is no run {run}")
+        return runs[run]
+
+    def decoder_train_config(self, run: int = 0) -> TrainConfig:
         """Run `run` of the decoder stage: 0 is decoder_train, k ≥ 1 the k-th continuation (from run k-1's final
         weights)."""
-        runs = ([self.decoder_train] if self.decoder_train is not None else []) + list(self.decoder_continue_train)
-        if not 0 <= run < len(runs):
-            raise ValueError(f"the recipe's decoder stage has {len(runs)} run(s) (decoder_train and "
-                             f"decoder_continue_train); there is no run {run}")
-        c = runs[run]
+        c = self._run_section("decoder", run)
         start = self.root / run_name("decoder", run - 1) / FINAL / "vae" if run else self.root / "vae_normalized"
         data = dataclasses.replace(c.data, folder=str(self.root / "data"), manifest=None, cache=None)
         return dataclasses.replace(c, vae=str(start), data=data, train_vae_encoder=False,
-                                   output_dir=str(self.root / run_name("decoder", run)), seed=self.seed + run,
-                                   max_steps=max_steps or c.max_steps)
+                                   output_dir=str(self.root / run_name("decoder", run)), seed=self.seed + run)
 
-    def dit_train_config(self, max_steps: int | None = None, run: int = 0) -> TrainConfig:
+    def dit_train_config(self, run: int = 0) -> TrainConfig:
         """Run `run` of the dit stage: 0 is dit_train, k ≥ 1 the k-th continuation (from run k-1's final weights)."""
-        runs = [self.dit_train, *self.dit_continue_train]
-        if not 0 <= run < len(runs):
-            raise ValueError(f"the recipe's dit stage has {len(runs)} run(s) (dit_train and dit_continue_train); "
-                             f"there is no run {run}")
-        c = runs[run]
+        c = self._run_section("dit", run)
         start = self.root / run_name("dit", run - 1) / FINAL / "transformer" if run else self.root / "dit_init"
         data = dataclasses.replace(c.data, folder=None, manifest=None, cache=str(self.root / "latents"))
         return dataclasses.replace(c, model=str(start), vae=str(self.root / "vae_normalized"),
                                    text_encoder=str(self.root / "text" / "combined"), data=data,
-                                   output_dir=str(self.root / run_name("dit", run)), seed=self.seed + run,
-                                   max_steps=max_steps or c.max_steps)
+                                   output_dir=str(self.root / run_name("dit", run)), seed=self.seed + run)
 
     def dit_media_config(self) -> TrainConfig:
         """The DiT's config reading the training clips themselves, whole clips and single frames of them: what the
@@ -266,7 +273,7 @@ def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
     if any; resumes. `max_steps` applies to the last run."""
     if not (recipe.root / "latents").is_dir():
         raise FileNotFoundError(f"{recipe.root / 'latents'} does not exist: run the latents stage first")
-    configs = [recipe.dit_train_config(run=k) for k in range(1 + len(recipe.dit_continue_train))]
+    configs = [recipe.dit_train_config(run=k) for k in range(len(recipe.run_names("dit")))]
     _train_runs(configs, max_steps, progress)
     return Path(configs[-1].output_dir) / FINAL / "transformer"
 
@@ -276,7 +283,7 @@ def stage_decoder(recipe: ShapesRecipe, max_steps: int | None = None, progress: 
     continuations, if any; resumes. `max_steps` applies to the last run."""
     if not (recipe.root / "vae_normalized").is_dir():
         raise FileNotFoundError(f"{recipe.root / 'vae_normalized'} does not exist: run the latents stage first")
-    configs = [recipe.decoder_train_config(run=k) for k in range(1 + len(recipe.decoder_continue_train))]
+    configs = [recipe.decoder_train_config(run=k) for k in range(len(recipe.run_names("decoder")))]
     _train_runs(configs, max_steps, progress)
     return Path(configs[-1].output_dir) / FINAL / "vae"
 
@@ -284,7 +291,7 @@ def stage_decoder(recipe: ShapesRecipe, max_steps: int | None = None, progress: 
 def trained_vae_folder(recipe: ShapesRecipe) -> Path:
     """The VAE to ship: the last finished run of the decoder stage (of those the recipe configures), else the
     normalised VAE."""
-    for run in reversed([run_name("decoder", k) for k in range(1 + len(recipe.decoder_continue_train))]):
+    for run in reversed(recipe.run_names("decoder")):
         folder = recipe.root / run / FINAL / "vae"
         if folder.is_dir():
             return folder
@@ -299,7 +306,7 @@ def load_trained_dit(recipe: ShapesRecipe, from_checkpoint: bool = False):
     from vidgen.train import checkpoint as ckpt
     from vidgen.train.trainer import CHECKPOINTS
 
-    for run in reversed([run_name("dit", k) for k in range(1 + len(recipe.dit_continue_train))]):
+    for run in reversed(recipe.run_names("dit")):
         final = recipe.root / run / FINAL / "transformer"
         if final.is_dir() and not from_checkpoint:
             return DiT.from_pretrained(final, dtype=torch.float32), str(final)
