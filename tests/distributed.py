@@ -38,4 +38,12 @@ def report_and_exit(results: dict) -> None:
     dist.all_gather_object(everyone, results)
     if dist.get_rank() == 0:
         Path(sys.argv[1]).write_text(json.dumps(everyone))
+    dist.barrier()
     dist.destroy_process_group()
+    # Leave without interpreter finalization: with gloo (torch 2.13, CPU), tearing the interpreter down after the
+    # groups are destroyed still aborts now and then ("terminate called without an active exception", SIGABRT in no
+    # Python frame; ~1 run in 10 of the training worker), which torchrun reports as a failed rank. Everything the test
+    # checks is on disk by now, and any real failure above raised before getting here.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
