@@ -31,7 +31,7 @@ def torchrun(script: str, out: Path, *args: str, nproc: int = 2, timeout: float 
 
 def report_and_exit(results: dict) -> None:
     """Worker side: gather every rank's `results` onto rank 0, which writes them as JSON to the path `torchrun` gave
-    (sys.argv[1]), then leave the process group."""
+    (sys.argv[1]), then leave the process group and exit the process (so call it last)."""
     import torch.distributed as dist
 
     everyone = [None] * dist.get_world_size()
@@ -42,7 +42,7 @@ def report_and_exit(results: dict) -> None:
     dist.destroy_process_group()
     # Leave without interpreter finalization: with gloo (torch 2.13, CPU), tearing the interpreter down after the
     # groups are destroyed still aborts now and then ("terminate called without an active exception", SIGABRT in no
-    # Python frame; ~1 run in 10 of the training worker), which torchrun reports as a failed rank. Everything the test
+    # Python frame; 3 of 40 runs of the training worker), which torchrun reports as a failed rank. Everything the test
     # checks is on disk by now, and any real failure above raised before getting here.
     sys.stdout.flush()
     sys.stderr.flush()
