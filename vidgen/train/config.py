@@ -80,6 +80,9 @@ class TrainConfig:
     # task vae: false trains the decoder alone (encoder and quant_conv frozen), so the latent space a DiT was trained
     # on stays exactly as it is while the reconstructions improve
     train_vae_encoder: bool = True
+    # task vae: first widen the loaded VAE's decoder to this decoder_base_dim, computing exactly what it did
+    # (causal_vae.widen; a multiple of its width; the shares drawn from `seed`), then train it
+    widen_decoder: int | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
@@ -114,6 +117,9 @@ class TrainConfig:
             errors.append("data needs exactly one of folder, manifest, cache or shapes")
         if self.data.cache is not None and self.task != "dit":
             errors.append("data.cache holds DiT latents; task vae trains on pixels (use data.folder or data.manifest)")
+        if self.widen_decoder is not None and (self.task != "vae" or self.widen_decoder < 1):
+            errors.append(f"widen_decoder (a decoder_base_dim >= 1) applies to task vae only, got {self.widen_decoder} "
+                          f"with task {self.task!r}")
         if self.vae_loss.perceptual_weight != 0:
             errors.append("vae_loss.perceptual_weight must be 0: no pretrained perceptual network is available offline")
         for name in ("max_steps", "save_every", "log_every", "keep_last"):

@@ -49,6 +49,10 @@ class VAETask:
             if not config.vae:
                 raise ValueError("task vae needs `vae:` (a preset name to start fresh, or a folder to fine-tune)")
             vae = load_vae(config.vae)
+        if config.widen_decoder is not None and config.widen_decoder != vae.config.decoder_dim:
+            from causal_vae.widen import widen_decoder
+
+            vae = widen_decoder(vae, config.widen_decoder, torch.Generator().manual_seed(config.seed))
         return cls(config, vae.float())
 
     @property
