@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import nn
 
 from causal_vae.layers import AttentionBlock, Upsample
 from causal_vae.model import CausalVAE
@@ -28,16 +27,17 @@ from causal_vae.model import CausalVAE
 def widen_decoder(vae: CausalVAE, decoder_base_dim: int, generator: torch.Generator | None = None) -> CausalVAE:
     """A new CausalVAE whose decoder is `decoder_base_dim` wide and decodes exactly like `vae`'s (to fp32 rounding).
 
-    `decoder_base_dim` must be a multiple of the current decoder width. `generator` draws the weight shares (CPU).
+    `decoder_base_dim` must be a multiple of the current decoder width. `generator` (a CPU one) draws the weight
+    shares; the weights are built on the CPU and the result is moved to `vae`'s device and dtype.
     """
     old_dim = vae.config.decoder_dim
     if decoder_base_dim <= 0 or decoder_base_dim % old_dim:
         raise ValueError(f"decoder_base_dim must be a positive multiple of the current decoder width {old_dim}, "
                          f"got {decoder_base_dim}")
     config = dataclasses.replace(vae.config, decoder_base_dim=decoder_base_dim)
-    wide = CausalVAE(config).to(dtype=vae.dtype)
+    wide = CausalVAE(config)  # fp32 on the CPU until the end
     factor = decoder_base_dim // old_dim
-    source = vae.state_dict()
+    source = {k: v.detach().float().cpu() for k, v in vae.state_dict().items()}
     wide.load_state_dict({k: v for k, v in source.items() if not k.startswith("decoder.")}, strict=False)
 
     groups = {}  # parameter name prefix -> number of stacked output blocks
@@ -47,15 +47,15 @@ def widen_decoder(vae: CausalVAE, decoder_base_dim: int, generator: torch.Genera
         elif isinstance(module, Upsample) and module.temporal:
             groups[f"{name}.time_conv."] = 2
     for name, param in wide.decoder.named_parameters():
-        old = source[f"decoder.{name}"].float()
+        old = source[f"decoder.{name}"]
         g = next((n for prefix, n in groups.items() if name.startswith(prefix)), 1)
         new = _widen_out(old, param.shape[0], g)
         if param.dim() >= 2 and param.shape[1] != old.shape[1]:
             new = _widen_in(new, param.shape[1], generator)
         if g == 3:  # attention: scale q (the first block of q|k|v) by 1/√factor
             new[: param.shape[0] // 3] /= factor**0.5
-        param.copy_(new.to(param.dtype))
-    return wide
+        param.copy_(new)
+    return wide.to(device=vae.device, dtype=vae.dtype)
 
 
 def _widen_out(w: torch.Tensor, out: int, groups: int) -> torch.Tensor:
