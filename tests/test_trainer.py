@@ -1,7 +1,9 @@
 """The trainer end to end on tiny CPU configs: loss falls, kill -9 + resume gives the same weights, bad input fails
 early with clear errors, a latent cache trains a DiT that samples its one training clip back, the VAE trains."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +147,20 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(cache, text_dir, tmp_
 
     assert TextConditioner.from_folder(tmp_path / "killed" / "final", 16)(["a red circle"]).shape == (1, 16, 24)
     assert (tmp_path / "killed" / "final" / "transformer" / "config.json").is_file()
+
+
+def test_resumed_run_logs_each_step_once(cache, tmp_path):
+    cfg = TrainConfig.load(cached(cache, tmp_path, save_every=4, log_every=2))
+    train(cfg, progress=False)
+    metrics = tmp_path / "metrics.jsonl"
+    steps = lambda: [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps() == [2, 4, 6, 8]
+    # as if killed after logging step 8 (and half a line of step 10) but before its checkpoint was written
+    shutil.rmtree(tmp_path / "checkpoints" / "step-00000008")
+    with metrics.open("a") as f:
+        f.write('{"step": 10, "lo')
+    train(cfg, resume=True, progress=False)
+    assert steps() == [2, 4, 6, 8]
 
 
 def test_cli_reports_bad_config_without_traceback(media, tmp_path, capsys):

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vidgen.config_io import to_dict
+from vidgen.files import write_atomic
 from vidgen.train import checkpoint as ckpt
 from vidgen.train.config import TrainConfig, config_hash, learning_dict
 from vidgen.train.data import build_data, loader
@@ -190,6 +191,8 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
                desc=f"train {config.task}", dynamic_ncols=True)
     metrics_file = out / "metrics.jsonl"
     out.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        _drop_metrics_after(metrics_file, step)  # a killed run logged steps past its last checkpoint: they rerun now
     t_last, samples_since = time.perf_counter(), 0
     while step < config.max_steps:
         factor = lr_factor(step, warmup_steps=o.warmup_steps, max_steps=config.max_steps, schedule=o.schedule,
@@ -258,3 +261,23 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
         task.export(out / FINAL, final, batches, data.buckets)
     accelerator.end_training()
     return result
+
+
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """Keep the rows of metrics.jsonl up to `step` (atomically), so a resumed run logs each step once; a row that is
+    not JSON (a line cut short by the kill) goes too."""
+    if not path.is_file():
+        return
+    keep, changed = [], False
+    for line in path.read_text().splitlines():
+        try:
+            row_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            changed = True
+            continue
+        if row_step > step:
+            changed = True
+        else:
+            keep.append(line)
+    if changed:
+        write_atomic(path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in keep)))
