@@ -68,6 +68,8 @@ class VAELossConfig:
     l2_weight: float = 0.0  # L1 alone settles on the median colour when most pixels are flat background; L2 does not
     kl_weight: float = 1e-6
     perceptual_weight: float = 0.0  # needs a pretrained perceptual network; none can be had offline (must stay 0)
+    adversarial_weight: float = 0.0  # > 0: a per-frame patch discriminator trained beside the VAE (sharper edges)
+    discriminator_dim: int = 32  # its first stage's channels
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,9 @@ class TrainConfig:
         if self.widen_decoder is not None and (self.task != "vae" or self.widen_decoder < 1):
             errors.append(f"widen_decoder (a decoder_base_dim >= 1) applies to task vae only, got {self.widen_decoder} "
                           f"with task {self.task!r}")
+        if self.vae_loss.adversarial_weight < 0 or self.vae_loss.discriminator_dim < 1:
+            errors.append(f"vae_loss.adversarial_weight must be >= 0 and vae_loss.discriminator_dim >= 1, got "
+                          f"{self.vae_loss.adversarial_weight} and {self.vae_loss.discriminator_dim}")
         if self.vae_loss.perceptual_weight != 0:
             errors.append("vae_loss.perceptual_weight must be 0: no pretrained perceptual network is available offline")
         for name in ("max_steps", "save_every", "log_every", "keep_last"):

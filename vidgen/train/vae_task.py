@@ -1,8 +1,10 @@
-"""The causal VAE's training objective: L1 (+ optional L2) reconstruction + KL to N(0, 1), on the trainer's pixel clips.
+"""The causal VAE's training objective: L1 (+ optional L2) reconstruction + KL to N(0, 1) (+ an optional adversarial
+term from a per-frame patch discriminator, `vidgen.train.discriminator`), on the trainer's pixel clips.
 
 A perceptual (LPIPS-style) term would need pretrained network weights, which cannot be had offline here, so there is
-none. The VAE is wrapped in `Reconstruction`, whose `forward` is the whole differentiable pass, so that accelerate's
-DDP/FSDP wrapper sees it.
+none. The VAE (and the discriminator, when there is one) is wrapped in `Reconstruction`, whose `forward` is the whole
+differentiable pass, so that accelerate's DDP/FSDP wrapper sees it; the discriminator is trained beside the VAE by the
+same optimizer and is not exported.
 """
 
 from __future__ import annotations
@@ -14,25 +16,30 @@ import torch
 from torch import nn
 
 from vidgen.train.config import TrainConfig
+from vidgen.train.discriminator import DiscriminatorConfig, PatchDiscriminator, adversarial_losses
 from vidgen.train.models import load_vae
 
 STATS_BATCHES = 16
 
 
 class Reconstruction(nn.Module):
-    def __init__(self, vae: nn.Module, train_encoder: bool = True):
+    def __init__(self, vae: nn.Module, train_encoder: bool = True, disc: PatchDiscriminator | None = None):
         super().__init__()
-        self.vae, self.train_encoder = vae, train_encoder
+        self.vae, self.train_encoder, self.disc = vae, train_encoder, disc
         if not train_encoder:
             vae.encoder.requires_grad_(False)
             vae.quant_conv.requires_grad_(False)
 
-    def forward(self, video: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """video (B, 3, 1+4k, H, W), eps (B, z, 1+k, h, w) → (reconstruction like video, mu, logvar like eps)."""
+    def forward(self, video: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """video (B, 3, 1+4k, H, W), eps (B, z, 1+k, h, w) → (reconstruction like video, mu, logvar like eps), then,
+        with a discriminator, its (decoder loss, discriminator loss)."""
         with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
             mu, logvar = self.vae.posterior(video)
         z = mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype)
-        return self.vae.decode_raw(z), mu, logvar
+        recon = self.vae.decode_raw(z)
+        if self.disc is None:
+            return recon, mu, logvar
+        return recon, mu, logvar, *adversarial_losses(self.disc, video, recon)
 
 
 class VAETask:
@@ -40,7 +47,9 @@ class VAETask:
 
     def __init__(self, config: TrainConfig, vae: nn.Module):
         self.config, self.vae = config, vae
-        self.model = Reconstruction(vae, config.train_vae_encoder)
+        l = config.vae_loss
+        disc = PatchDiscriminator(DiscriminatorConfig(dim=l.discriminator_dim)) if l.adversarial_weight > 0 else None
+        self.model = Reconstruction(vae, config.train_vae_encoder, disc)
 
     @classmethod
     def build(cls, config: TrainConfig, models: dict | None = None) -> "VAETask":
@@ -73,12 +82,18 @@ class VAETask:
         z_shape = (b, c.z_dim, 1 + (t - 1) // c.temporal_compression, h // c.spatial_compression,
                    w // c.spatial_compression)
         eps = torch.randn(z_shape, generator=gen).to(device)
-        recon, mu, logvar = modules["model"](video, eps)
+        recon, mu, logvar, *adversarial = modules["model"](video, eps)
         l = self.config.vae_loss
         err = recon.float() - video.float()
         l1, l2 = err.abs().mean(), err.square().mean()
         kl = 0.5 * (mu.float() ** 2 + logvar.float().exp() - 1.0 - logvar.float()).mean()  # per latent element
-        return l.l1_weight * l1 + l.l2_weight * l2 + l.kl_weight * kl
+        loss = l.l1_weight * l1 + l.l2_weight * l2 + l.kl_weight * kl
+        if adversarial:
+            # Both players' terms carry the weight: the optimizer is Adam (per-weight scale-free), and a small
+            # discriminator gradient keeps the global gradient clipping about the VAE's own gradients.
+            g_loss, d_loss = adversarial
+            loss = loss + l.adversarial_weight * (g_loss + d_loss)
+        return loss
 
     @torch.no_grad()
     def export(self, folder: Path, modules: dict, batches=None, buckets=()) -> None:
