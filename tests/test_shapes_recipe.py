@@ -189,3 +189,24 @@ def test_a_decoder_continuation_needs_the_first_decoder_run():
     bad["decoder_continue_train"] = [TINY["decoder_train"]]
     with pytest.raises(ValueError, match="decoder_train"):
         ShapesRecipe.load(bad)
+
+
+def test_later_dit_runs_can_train_on_more_clips_rendered_on_the_fly(tmp_path):
+    from vidgen.shapes.world import all_captions
+
+    more = {**TINY, "more_clips": 5, "more_clips_from_run": 1,
+            "dit_continue_train": [{**TINY["dit_train"], "max_steps": 1}]}
+    recipe = ShapesRecipe.load(more).with_run_dir(tmp_path / "run")
+    assert [recipe.dit_train_config(run=k).data.cache for k in range(2)] == [
+        str(recipe.root / "latents"), str(recipe.root / "latents_more")]
+    run_stages(recipe, ["data", "vae", "latents", "dit"], export_to=tmp_path / "unused", progress=False)
+    index = json.loads((recipe.root / "latents_more" / "index.json").read_text())
+    assert len(index["samples"]) == 5
+    first = {s["caption"] for s in json.loads((recipe.root / "latents" / "index.json").read_text())["samples"]}
+    captions = {s["caption"] for s in index["samples"]}
+    assert captions != first and not captions & set(all_captions("heldout"))  # other clips (seed + 1), train split
+    assert (recipe.root / "dit_continued" / "final" / "transformer").is_dir()
+    plain = {k: v for k, v in more.items() if k not in ("more_clips", "more_clips_from_run")}
+    for bad in ({"more_clips": 5}, {"more_clips_from_run": 1}, {"more_clips": 5, "more_clips_from_run": 2}):
+        with pytest.raises(ValueError, match="more_clips"):
+            ShapesRecipe.load({**plain, **bad})

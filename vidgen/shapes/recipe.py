@@ -9,6 +9,7 @@ the same command again. The layout of a run folder (`run_dir`):
     vae_normalized/  the trained VAE with the per-channel latent mean/std measured on fresh clips
     text/            tokenizer/ + text_encoder/ (seeded random UMT5, frozen), combined/ (both in one folder)
     latents/         the DiT's training data: latents + text embeddings, computed once
+    latents_more/    optional (`more_clips`): latents of further clips rendered on the fly, for the later DiT runs
     dit_init/        the DiT's seeded initial weights          dit/   its training run (checkpoints/, final/transformer)
     dit_continued/   optional: a second DiT run from dit/'s final weights, with a schedule of its own (warm restart);
                      dit_continued_2/, ... further ones, each from the previous run's final weights
@@ -70,6 +71,11 @@ class ShapesRecipe:
     frames: int = 17
     size: int = 64
     stats_clips: int = 128  # fresh clips for the latent mean/std
+    # More data for the later DiT runs: `more_clips` further train-split items of the world (seed `seed + 1`, the
+    # share of single frames dit_train's data.image_ratio), rendered on the fly and cached as latents_more/; the DiT
+    # runs from `more_clips_from_run` on (0 = dit_train, k = its k-th continuation) train on them instead of latents/.
+    more_clips: int = 0
+    more_clips_from_run: int | None = None
 
     def __post_init__(self):
         if self.vae_model.z_dim != self.dit_model.in_dim or self.dit_model.out_dim != self.dit_model.in_dim:
@@ -85,6 +91,11 @@ class ShapesRecipe:
                              "dit_train and dit_continue_train task: dit")
         if self.decoder_continue_train and self.decoder_train is None:
             raise ValueError("decoder_continue_train continues decoder_train's run: the recipe needs decoder_train too")
+        runs = 1 + len(self.dit_continue_train)
+        if (self.more_clips > 0) != (self.more_clips_from_run is not None) or self.more_clips < 0 or not (
+                self.more_clips_from_run is None or 0 <= self.more_clips_from_run < runs):
+            raise ValueError(f"more_clips (> 0) and more_clips_from_run (a DiT run, 0..{runs - 1}) go together, got "
+                             f"{self.more_clips} and {self.more_clips_from_run}")
 
     @classmethod
     def load(cls, source) -> "ShapesRecipe":
@@ -143,10 +154,23 @@ class ShapesRecipe:
         """Run `run` of the dit stage: 0 is dit_train, k ≥ 1 the k-th continuation (from run k-1's final weights)."""
         c = self._run_section("dit", run)
         start = self.root / run_name("dit", run - 1) / FINAL / "transformer" if run else self.root / "dit_init"
-        data = dataclasses.replace(c.data, folder=None, manifest=None, cache=str(self.root / "latents"))
+        data = dataclasses.replace(c.data, folder=None, manifest=None, cache=str(self.root / self.dit_latents(run)))
         return dataclasses.replace(c, model=str(start), vae=str(self.root / "vae_normalized"),
                                    text_encoder=str(self.root / "text" / "combined"), data=data,
                                    output_dir=str(self.root / run_name("dit", run)), seed=self.seed + run)
+
+    def dit_latents(self, run: int) -> str:
+        """The latent cache (a folder in run_dir) that run `run` of the dit stage trains on."""
+        more = self.more_clips_from_run is not None and run >= self.more_clips_from_run
+        return "latents_more" if more else "latents"
+
+    def more_media_config(self) -> TrainConfig:
+        """What latents_more/ is computed from: `more_clips` items of the world rendered on the fly (seed + 1)."""
+        c = self.dit_media_config()
+        buckets = ((self.frames, self.size, self.size), (1, self.size, self.size))
+        data = dataclasses.replace(c.data, folder=None, shapes=self.more_clips, buckets=buckets,
+                                   image_ratio=self.dit_train.data.image_ratio)
+        return dataclasses.replace(c, data=data, seed=self.seed + 1)
 
     def dit_media_config(self) -> TrainConfig:
         """The DiT's config reading the training clips themselves, whole clips and single frames of them: what the
@@ -255,6 +279,8 @@ def stage_latents(recipe: ShapesRecipe, progress: bool = True) -> Path:
     cache = root / "latents"
     if not cache.is_dir():
         precompute_from_config(recipe.dit_media_config(), cache)
+    if recipe.more_clips and not (root / "latents_more").is_dir():
+        precompute_from_config(recipe.more_media_config(), root / "latents_more")
     return cache
 
 
@@ -271,9 +297,10 @@ def _train_runs(configs: list[TrainConfig], max_steps: int | None, progress: boo
 def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
     """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout), then its continuations,
     if any; resumes. `max_steps` applies to the last run."""
-    if not (recipe.root / "latents").is_dir():
-        raise FileNotFoundError(f"{recipe.root / 'latents'} does not exist: run the latents stage first")
     configs = [recipe.dit_train_config(run=k) for k in range(len(recipe.run_names("dit")))]
+    for cache in dict.fromkeys(c.data.cache for c in configs):
+        if not Path(cache).is_dir():
+            raise FileNotFoundError(f"{cache} does not exist: run the latents stage first")
     _train_runs(configs, max_steps, progress)
     return Path(configs[-1].output_dir) / FINAL / "transformer"
 
