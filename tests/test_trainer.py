@@ -199,7 +199,7 @@ def test_checkpoint_from_another_config_is_a_clear_error(media, tmp_path):
 
 
 def test_resume_accepts_a_key_added_to_the_config_schema_at_its_absent_value(media, tmp_path):
-    """A checkpoint from before a new config key existed (its value None now) resumes; a real change still fails."""
+    """A checkpoint from before a new config key existed (its value the default now) resumes; a real change fails."""
     from vidgen.train.trainer import _check_resumable
     from vidgen.train.config import learning_dict
 
@@ -210,6 +210,13 @@ def test_resume_accepts_a_key_added_to_the_config_schema_at_its_absent_value(med
     old["optim.lr"] = 0.5
     with pytest.raises(CheckpointError, match=r"optim.lr: 0.5 \(checkpoint\)"):
         _check_resumable(tmp_path, {"config_hash": "from-an-older-schema", "learning_config": old}, config)
+    # a key added with a non-None default (the VAE's adversarial term: 0.0, off): absent means that default
+    vae = TrainConfig.load(tiny(media, tmp_path, task="vae"))
+    before = {k: v for k, v in learning_dict(vae).items() if not k.startswith("vae_loss.adv")}
+    _check_resumable(tmp_path, {"config_hash": "from-an-older-schema", "learning_config": before}, vae)
+    on = TrainConfig.load(tiny(media, tmp_path, task="vae", vae_loss={"adversarial_weight": 0.1}))
+    with pytest.raises(CheckpointError, match=r"vae_loss.adversarial_weight: 0.0 \(checkpoint\) vs 0.1 \(now\)"):
+        _check_resumable(tmp_path, {"config_hash": "from-an-older-schema", "learning_config": before}, on)
 
 
 def test_resume_with_a_new_schedule_only_if_the_past_lr_is_the_same(media, tmp_path):

@@ -11,6 +11,7 @@ the first latent frame is the image anchor), 2..F−1 frames with the third (con
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -167,6 +168,24 @@ def learning_dict(config: TrainConfig) -> dict:
     if config.optim.schedule in ("cosine", "wsd"):  # their decay is placed by max_steps, so it shapes the steps
         keep["max_steps"] = config.max_steps
     return keep
+
+
+def schema_defaults() -> dict:
+    """Every learning key's default (dotted keys, as in `learning_dict`): the value a key added to the schema since a
+    checkpoint was written stands for in that checkpoint, since new options default to what the code did before."""
+    flat = {}
+
+    def walk(prefix: str, cls) -> None:
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            if dataclasses.is_dataclass(default):
+                walk(f"{prefix}{f.name}.", type(default))
+            else:
+                flat[prefix + f.name] = to_dict(default) if isinstance(default, (list, tuple, dict)) else default
+
+    walk("", TrainConfig)
+    return flat
 
 
 def config_hash(config: TrainConfig) -> str:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from vidgen.config_io import to_dict
 from vidgen.files import write_atomic
 from vidgen.train import checkpoint as ckpt
-from vidgen.train.config import TrainConfig, config_hash, learning_dict
+from vidgen.train.config import TrainConfig, config_hash, learning_dict, schema_defaults
 from vidgen.train.data import build_data, loader
 from vidgen.train.ema import EMA
 from vidgen.train.schedule import lr_factor
@@ -58,6 +58,9 @@ def _check_resumable(path: Path, state: dict, config: TrainConfig) -> None:
     if state.get("config_hash") == config_hash(config):
         return
     old, new = state.get("learning_config", {}), learning_dict(config)
+    # A key the schema gained since the checkpoint was written stands there for its default (or None).
+    defaults = schema_defaults()
+    old = {k: old.get(k, defaults.get(k)) for k in set(old) | set(new)}
     diff = [f"{k}: {old.get(k)!r} (checkpoint) vs {new.get(k)!r} (now)" for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)]
     if not diff:  # the config schema gained a key since, at the value its absence meant: the same run
