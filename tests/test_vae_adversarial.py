@@ -31,6 +31,7 @@ def test_discriminator_judges_every_frame_in_patches():
     assert disc(torch.zeros(2, 3, 5, 64, 64)).shape == (10, 1, 8, 8)  # (B·T, 1, H/8, W/8)
     with pytest.raises(ValueError, match=r"expected a video \(B, 3, T, H, W\)"):
         disc(torch.zeros(2, 3, 64, 64))
+    assert PatchDiscriminator(DiscriminatorConfig(dim=7))(torch.zeros(1, 3, 1, 32, 32)).shape == (1, 1, 4, 4)
     with pytest.raises(ValueError, match="dim and stages must be >= 1"):
         PatchDiscriminator(DiscriminatorConfig(dim=0))
 

@@ -12,6 +12,7 @@ backward serve both players (`adversarial_losses`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ from torch.func import functional_call
 @dataclass(frozen=True)
 class DiscriminatorConfig:
     dim: int = 32  # channels of the first stage; each of the `stages` stride-2 stages doubles them
-    stages: int = 3  # 64x64 frames → 8x8 logits, each seeing a ~30-pixel patch
+    stages: int = 3  # 64x64 frames → 8x8 logits, each seeing a 38-pixel patch
     in_channels: int = 3
 
 
@@ -40,7 +41,7 @@ class PatchDiscriminator(nn.Module):
             c_out = config.dim * 2 ** k
             layers.append(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1))
             if k > 0:  # not on the first stage, whose input is raw pixels
-                layers.append(nn.GroupNorm(min(32, c_out // 4) or 1, c_out))
+                layers.append(nn.GroupNorm(math.gcd(32, c_out), c_out))  # groups that divide any width
             layers.append(nn.LeakyReLU(0.2))
             c_in = c_out
         layers.append(nn.Conv2d(c_in, 1, 3, padding=1))
