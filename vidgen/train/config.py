@@ -182,7 +182,7 @@ def schema_defaults() -> dict:
             if dataclasses.is_dataclass(default):
                 walk(f"{prefix}{f.name}.", type(default))
             else:
-                flat[prefix + f.name] = to_dict(default) if isinstance(default, (list, tuple, dict)) else default
+                flat[prefix + f.name] = to_dict(default)  # tuples as lists, as in learning_dict
 
     walk("", TrainConfig)
     return flat

@@ -58,9 +58,10 @@ def _check_resumable(path: Path, state: dict, config: TrainConfig) -> None:
     if state.get("config_hash") == config_hash(config):
         return
     old, new = state.get("learning_config", {}), learning_dict(config)
-    # A key the schema gained since the checkpoint was written stands there for its default (or None).
+    # A key the schema gained since the checkpoint was written stands there for its default (or None). Not max_steps:
+    # it is a learning key only under a decaying schedule, so its absence says "constant", not "older schema".
     defaults = schema_defaults()
-    old = {k: old.get(k, defaults.get(k)) for k in set(old) | set(new)}
+    old = {**{k: defaults.get(k) for k in new if k != "max_steps"}, **old}
     diff = [f"{k}: {old.get(k)!r} (checkpoint) vs {new.get(k)!r} (now)" for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)]
     if not diff:  # the config schema gained a key since, at the value its absence meant: the same run
@@ -81,15 +82,15 @@ def _same_lr_so_far(old: dict, new: dict, steps: int) -> bool:
     """Whether two learning configs differ only in their LR schedule, and give the same LR on steps 0..steps-1.
 
     Then the checkpoint is exactly what the new config would have produced, so it may resume (e.g. a constant-LR run
-    continued as "wsd" to anneal at the end). Keys absent from an old checkpoint take their defaults.
+    continued as "wsd" to anneal at the end). `old` has its absent keys at their defaults (`_check_resumable`); an
+    absent max_steps (a constant schedule) is the checkpoint's step count.
     """
     keys = set(old) | set(new)
     if any(old.get(k) != new.get(k) for k in keys - set(_SCHEDULE_KEYS)):
         return False
-    defaults = {"optim.min_lr_ratio": 0.0, "optim.decay_steps": 0, "max_steps": steps}
 
     def factors(cfg: dict) -> list[float]:
-        get = lambda k: cfg.get(k, defaults.get(k))  # noqa: E731
+        get = lambda k: cfg.get(k, steps if k == "max_steps" else None)  # noqa: E731
         try:
             return [lr_factor(s, warmup_steps=get("optim.warmup_steps"), max_steps=get("max_steps"),
                               schedule=get("optim.schedule"), min_ratio=get("optim.min_lr_ratio"),
