@@ -61,6 +61,9 @@ class FlowConfig:
     prefix_probs: tuple[float, float, float] = (0.6, 0.25, 0.15)  # (none, first frame, several frames) clean
     context_sigma_max: float = 0.0  # noise augmentation of the clean context
     text_dropout: float = 0.1  # caption → "" with this probability, for classifier-free guidance
+    # Each text token's embedding → the empty caption's at that position, with this probability (0 = off): the DiT
+    # learns to read every word on its own, not only in the combinations the data holds.
+    token_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ class TrainConfig:
             errors.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.flow.text_dropout <= 1.0:
             errors.append(f"flow.text_dropout must be in [0, 1], got {self.flow.text_dropout}")
+        if not 0.0 <= self.flow.token_dropout < 1.0:
+            errors.append(f"flow.token_dropout must be in [0, 1), got {self.flow.token_dropout}")
         if errors:
             raise ValueError("invalid training config:\n  " + "\n  ".join(errors))
 

@@ -1,6 +1,7 @@
 """The DiT's training objective: flow matching on VAE latents with clean-prefix conditioning and text dropout.
 
-Randomness comes only from the generator passed in (text dropout, σ, clean prefix, context σ, noise, in that order),
+Randomness comes only from the generator passed in (text dropout, token dropout when on, σ, clean prefix, context σ,
+noise, in that order),
 which the trainer seeds per micro-batch — so a resumed run draws exactly what an uninterrupted one would.
 """
 
@@ -75,22 +76,34 @@ class DiTTask:
                 m.to(device)
 
     def context(self, modules: dict, batch: dict, gen: torch.Generator, device) -> torch.Tensor:
-        """Text context (B, L, D) with captions dropped to "" (or the cached empty-caption embedding) at rate p."""
+        """Text context (B, L, D) with captions dropped to "" (or the cached empty-caption embedding) at rate
+        `flow.text_dropout`, then single tokens replaced by the empty caption's at rate `flow.token_dropout`."""
+        ctx, null = self._context(modules, batch, gen, device)
+        p = self.config.flow.token_dropout
+        if p > 0:
+            drop = (torch.rand(ctx.shape[:2], generator=gen) < p).to(device)  # (B, L)
+            ctx = torch.where(drop[:, :, None], null, ctx)
+        return ctx
+
+    def _context(self, modules: dict, batch: dict, gen: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context (B, L, D) after caption dropout, the empty caption's context (B or 1, L, D))."""
         p = self.config.flow.text_dropout
         if "context" in batch and not self.config.train_text_encoder:  # precomputed
             ctx, null = batch["context"].to(device), batch["null_context"].to(device)
             drop = (torch.rand(ctx.shape[0], generator=gen) < p).to(device)
-            return torch.where(drop[:, None, None], null, ctx)
+            return torch.where(drop[:, None, None], null, ctx), null
         captions = list(batch["caption"])
         drop = torch.rand(len(captions), generator=gen) < p
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
         if self.text is None:  # unconditional model
             c = self.dit.config
-            return torch.zeros(len(captions), c.text_len, c.text_dim, device=device)
-        if self.config.train_text_encoder:
-            return modules["text_encoder"](captions)
-        with torch.no_grad():
-            return self.text(captions)
+            zeros = torch.zeros(len(captions), c.text_len, c.text_dim, device=device)
+            return zeros, zeros
+        encode = modules["text_encoder"] if self.config.train_text_encoder else self.text
+        with torch.set_grad_enabled(self.config.train_text_encoder and torch.is_grad_enabled()):
+            ctx = encode(captions)
+            null = encode([""]) if self.config.flow.token_dropout > 0 else ctx
+        return ctx, null
 
     def latents(self, batch: dict, device) -> torch.Tensor:
         if "latent" in batch:
