@@ -34,6 +34,10 @@ def test_generate_clip_and_image(model_dir, tmp_path):
         assert f"{stage} " in run.stdout
     frames, fps = read_video(tmp_path / "clip.mp4")
     assert frames.shape == (5, 32, 32, 3) and fps == 16
+    run = vidgen("generate", "a red circle moves left", "-o", "anchored.mp4", "--model", model_dir, "--seed", 3,
+                 "--steps", 2, "--guidance", 2.0, "--sampler", "dpm++2m", "--anchor-first", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert not np.array_equal(read_video(tmp_path / "anchored.mp4")[0], frames)  # the model's default is off
 
     save_video(np.full((40, 40, 3), 0.5, np.float32), tmp_path / "first.png")
     run = vidgen("generate", "a blue square", "-o", "img.png", "--model", model_dir, "--frames", 1,

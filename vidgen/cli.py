@@ -34,6 +34,8 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     p.add_argument("--step-cache", type=float, default=None, metavar="THRESHOLD",
                    help="skip the deeper DiT blocks on steps whose first block changed less than THRESHOLD "
                         "(relative, e.g. 0.05; default: off)")
+    p.add_argument("--anchor-first", action=argparse.BooleanOptionalAction, default=None,
+                   help="text-to-video as frame 0 first, then the clip from it (default: the model's)")
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (default: the model's)")
     p.add_argument("--fps", type=float, default=None, help="frames per second of the file (default: the model's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
@@ -155,7 +157,8 @@ def generate(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     out = pipe(prompt_embeds=embeds, negative_prompt_embeds=negative_embeds, num_frames=frames, height=height,
                width=width, num_inference_steps=steps, guidance_scale=guidance, shift=shift, sampler=args.sampler,
-               seed=args.seed, image=image, output_type="latent", progress=progress, step_cache=args.step_cache)
+               seed=args.seed, image=image, output_type="latent", progress=progress, step_cache=args.step_cache,
+               anchor_first=args.anchor_first)
     times["denoise"] = time.perf_counter() - start
 
     # --- decode, streamed straight into the file ---

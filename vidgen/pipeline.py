@@ -40,6 +40,9 @@ class PipelineConfig:
     shift: float = 3.0  # Wan 2.1's flow shift at 480p
     fps: int = 16
     negative_prompt: str = ""
+    # Text-to-video in two passes: latent frame 0 alone first (the text-to-image case), then the clip with it held
+    # clean, as in frame-to-video. The shapes model moves the stated way more often so (docs/training_shapes.md).
+    anchor_first: bool = False
 
 
 @dataclass
@@ -174,7 +177,8 @@ class VideoPipeline:
                  num_videos_per_prompt: int = 1, callback: Callable[[StepInfo], None] | None = None,
                  context_frames: int | None = None, context_noise: float = 0.0,
                  context_latents: torch.Tensor | None = None,
-                 step_cache: StepCacheConfig | float | None = None) -> PipelineOutput:
+                 step_cache: StepCacheConfig | float | None = None,
+                 anchor_first: bool | None = None) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
@@ -187,6 +191,9 @@ class VideoPipeline:
         the whole window is returned, context included (clean).
         step_cache: a `StepCacheConfig` (or its threshold) to skip the deeper DiT blocks on steps whose first block
         barely changed (vidgen/dit/step_cache.py); off by default.
+        anchor_first (default: the model's `config.anchor_first`): text-to-video as two samplings of `steps` each —
+        latent frame 0 alone from the noise's frame 0, then the whole clip from the noise with that frame held clean.
+        Used only for clips with no image, video or context latents given.
         """
         if image is not None and video is not None:
             raise ValueError("pass either image= (frame-to-video) or video= (continuation), not both")
@@ -203,6 +210,7 @@ class VideoPipeline:
         steps = c.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance = c.guidance_scale if guidance_scale is None else guidance_scale
         shift = c.shift if shift is None else shift
+        anchor_first = c.anchor_first if anchor_first is None else anchor_first
         negative_prompt = c.negative_prompt if negative_prompt is None else negative_prompt
         # Every check before any heavy work.
         check_generation_args(num_frames, height, width, steps, guidance, shift, sampler, output_type,
@@ -245,26 +253,29 @@ class VideoPipeline:
         if prompt_embeds is None:
             prompt_embeds = self.encode_prompt(prompt)
         context = self._per_video(prompt_embeds, num_videos_per_prompt)
+        if guidance > 1 and negative_prompt_embeds is None:
+            negs = [negative_prompt] * num_prompts if isinstance(negative_prompt, str) else list(negative_prompt)
+            negative_prompt_embeds = self.encode_prompt(negs)
+        uncond_context = self._per_video(negative_prompt_embeds, num_videos_per_prompt) if guidance > 1 else None
+        if uncond_context is not None and uncond_context.shape != context.shape:
+            raise ValueError(f"negative prompt context {tuple(uncond_context.shape)} does not match the prompt "
+                             f"context {tuple(context.shape)}")
         cfg_parallel_on = self.parallel is not None and self.parallel.cfg_size > 1
         batched = guidance > 1 and self.batch_guidance and not cfg_parallel_on
-        model = self._velocity(context, None if batched else new_cache())  # batched: called only for both branches
-        if guidance > 1:
-            if negative_prompt_embeds is None:
-                negs = [negative_prompt] * num_prompts if isinstance(negative_prompt, str) else list(negative_prompt)
-                negative_prompt_embeds = self.encode_prompt(negs)
-            uncond_context = self._per_video(negative_prompt_embeds, num_videos_per_prompt)
-            if uncond_context.shape != context.shape:
-                raise ValueError(f"negative prompt context {tuple(uncond_context.shape)} does not match the prompt "
-                                 f"context {tuple(context.shape)}")
+
+        def guided_model() -> Callable:
+            """The (guided) velocity of one sampling trajectory, with its own step caches."""
+            model = self._velocity(context, None if batched else new_cache())  # batched: only for both branches
+            if guidance <= 1:
+                return model
             if cfg_parallel_on:
                 from vidgen.parallel.guidance import cfg_parallel
 
-                model = cfg_parallel(model, self._velocity(uncond_context, new_cache()), guidance, self.parallel)
-            elif batched:
+                return cfg_parallel(model, self._velocity(uncond_context, new_cache()), guidance, self.parallel)
+            if batched:
                 both = self._velocity_both(context, uncond_context, new_cache())
-                model = cfg(model, self._velocity(uncond_context), guidance, model_both=both)
-            else:
-                model = cfg(model, self._velocity(uncond_context, new_cache()), guidance)
+                return cfg(model, self._velocity(uncond_context), guidance, model_both=both)
+            return cfg(model, self._velocity(uncond_context, new_cache()), guidance)
 
         # Noise (from a CPU generator, so a seed gives the same clip on every device) and clean context frames.
         if latents is None:
@@ -278,11 +289,9 @@ class VideoPipeline:
             prefix = self.encode_image(image, height, width)
         elif video is not None:
             prefix = conditioning.encode_video_context(self.vae, video, context_frames, height, width)
-        if prefix is not None:
-            clean = conditioning.hold_context(latents, prefix.to(self.device), context_noise)
-            model = conditioning.with_context_sigma(model, clean, context_noise)
-
-        bar = tqdm(total=steps, desc="denoise", unit="step", disable=not progress)
+        anchored = anchor_first and prefix is None and shape[2] > 1
+        schedule = sigma_schedule(steps, shift)
+        bar = tqdm(total=steps * (1 + anchored), desc="denoise", unit="step", disable=not progress)
 
         def on_step(info: StepInfo):
             bar.update(1)
@@ -290,7 +299,13 @@ class VideoPipeline:
                 callback(info)
 
         with bar:
-            latents = sample(model, latents, sigma_schedule(steps, shift), clean=clean, callback=on_step)
+            if anchored:  # latent frame 0 alone first: (B, C, 1, h, w) from the noise's own frame 0
+                prefix = sample(guided_model(), latents[:, :, :1], schedule, clean=None, callback=on_step)
+            model = guided_model()
+            if prefix is not None:
+                clean = conditioning.hold_context(latents, prefix.to(self.device), context_noise)
+                model = conditioning.with_context_sigma(model, clean, context_noise)
+            latents = sample(model, latents, schedule, clean=clean, callback=on_step)
         if prefix is not None and context_noise > 0:
             latents = conditioning.restore_context(latents, prefix)
 
@@ -298,7 +313,7 @@ class VideoPipeline:
         if output_type == "latent":
             return PipelineOutput(latents, seed, caches)
         frames = torch.cat(list(self.decode_latents(latents, progress)), dim=1)  # (B, T, H, W, 3)
-        if image is None and prefix is not None:  # continuation: only the new frames
+        if image is None and prefix is not None and not anchored:  # continuation: only the new frames
             frames = frames[:, conditioning.pixel_frames_of(prefix.shape[2], t_comp):]
         if output_type == "pt":
             return PipelineOutput(frames, seed, caches)
