@@ -1,6 +1,7 @@
 """The shapes recipe end to end on a minuscule config: every stage runs, resumes, and leaves a loadable pipeline."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,6 +208,27 @@ def test_later_dit_runs_can_train_on_more_clips_rendered_on_the_fly(tmp_path):
     assert captions != first and not captions & set(all_captions("heldout"))  # other clips (seed + 1), train split
     assert (recipe.root / "dit_continued" / "final" / "transformer").is_dir()
     plain = {k: v for k, v in more.items() if k not in ("more_clips", "more_clips_from_run")}
-    for bad in ({"more_clips": 5}, {"more_clips_from_run": 1}, {"more_clips": 5, "more_clips_from_run": 2}):
+    for bad in ({"more_clips": 5}, {"more_clips_from_run": 1}, {"more_clips": 5, "more_clips_from_run": 2},
+                {"more_clips": [5, 4], "more_clips_from_run": [1]}, {"more_clips": [5, 0], "more_clips_from_run": [0, 1]},
+                {"more_clips": [5, 4], "more_clips_from_run": [1, 1]}, {"more_clips": "5", "more_clips_from_run": 1}):
         with pytest.raises(ValueError, match="more_clips"):
             ShapesRecipe.load({**plain, **bad})
+
+
+def test_a_second_set_of_more_clips_serves_the_runs_from_its_own_on(tmp_path):
+    run = {**TINY["dit_train"], "max_steps": 1}
+    sets = {**TINY, "more_clips": [5, 4], "more_clips_from_run": [1, 2], "dit_continue_train": [run, run, run]}
+    recipe = ShapesRecipe.load(sets).with_run_dir(tmp_path / "run")
+    assert recipe.more_clips == (5, 4) and recipe.more_clips_from_run == (1, 2)
+    assert [Path(recipe.dit_train_config(run=k).data.cache).name for k in range(4)] == [
+        "latents", "latents_more", "latents_more_2", "latents_more_2"]
+    assert [recipe.more_media_config(j).seed for j in range(2)] == [recipe.seed + 1, recipe.seed + 2]
+    run_stages(recipe, ["data", "vae", "latents"], export_to=tmp_path / "unused", progress=False)
+    first, second = (json.loads((recipe.root / name / "index.json").read_text())["samples"]
+                     for name in ("latents_more", "latents_more_2"))
+    assert (len(first), len(second)) == (5, 4)
+    assert [s["caption"] for s in first] != [s["caption"] for s in second]  # other clips: seed + 2
+    # The scalar form is the one-set list; a count of 0 without a start run means no set.
+    one = ShapesRecipe.load({**TINY, "more_clips": 5, "more_clips_from_run": 0})
+    assert one.more_clips == (5,) and one.more_clips_from_run == (0,) and one.dit_latents(0) == "latents_more"
+    assert ShapesRecipe.load({**TINY, "more_clips": 0}).more_clips == ()

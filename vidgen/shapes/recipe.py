@@ -9,7 +9,8 @@ the same command again. The layout of a run folder (`run_dir`):
     vae_normalized/  the trained VAE with the per-channel latent mean/std measured on fresh clips
     text/            tokenizer/ + text_encoder/ (seeded random UMT5, frozen), combined/ (both in one folder)
     latents/         the DiT's training data: latents + text embeddings, computed once
-    latents_more/    optional (`more_clips`): latents of further clips rendered on the fly, for the later DiT runs
+    latents_more/    optional (`more_clips`): latents of further clips rendered on the fly, for the later DiT runs;
+                     latents_more_2/, ... further such sets (a list in `more_clips`), each for the runs from its own on
     dit_init/        the DiT's seeded initial weights          dit/   its training run (checkpoints/, final/transformer)
     dit_continued/   optional: a second DiT run from dit/'s final weights, with a schedule of its own (warm restart);
                      dit_continued_2/, ... further ones, each from the previous run's final weights
@@ -74,8 +75,10 @@ class ShapesRecipe:
     # More data for the later DiT runs: `more_clips` further train-split items of the world (seed `seed + 1`, the
     # share of single frames dit_train's data.image_ratio), rendered on the fly and cached as latents_more/; the DiT
     # runs from `more_clips_from_run` on (0 = dit_train, k = its k-th continuation) train on them instead of latents/.
-    more_clips: int = 0
-    more_clips_from_run: int | None = None
+    # Lists give several such sets: set j (j ≥ 1) is rendered from seed `seed + 1 + j`, cached as latents_more_{j+1}/,
+    # and trained on by the runs from more_clips_from_run[j] on (the runs before it keep theirs).
+    more_clips: int | tuple[int, ...] = 0
+    more_clips_from_run: int | tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.vae_model.z_dim != self.dit_model.in_dim or self.dit_model.out_dim != self.dit_model.in_dim:
@@ -92,10 +95,24 @@ class ShapesRecipe:
         if self.decoder_continue_train and self.decoder_train is None:
             raise ValueError("decoder_continue_train continues decoder_train's run: the recipe needs decoder_train too")
         runs = 1 + len(self.dit_continue_train)
-        if (self.more_clips > 0) != (self.more_clips_from_run is not None) or self.more_clips < 0 or not (
-                self.more_clips_from_run is None or 0 <= self.more_clips_from_run < runs):
-            raise ValueError(f"more_clips (> 0) and more_clips_from_run (a DiT run, 0..{runs - 1}) go together, got "
-                             f"{self.more_clips} and {self.more_clips_from_run}")
+        sets = self._as_tuple(self.more_clips, "more_clips")
+        sets = () if sets == (0,) else sets
+        starts = () if self.more_clips_from_run is None else self._as_tuple(self.more_clips_from_run,
+                                                                             "more_clips_from_run")
+        if len(sets) != len(starts) or any(n <= 0 for n in sets) or any(not 0 <= r < runs for r in starts) or any(
+                a >= b for a, b in zip(starts, starts[1:])):
+            raise ValueError(f"more_clips (clip counts > 0) and more_clips_from_run (DiT runs in 0..{runs - 1}, "
+                             f"increasing) go together, one per set, got {self.more_clips} and "
+                             f"{self.more_clips_from_run}")
+        object.__setattr__(self, "more_clips", sets)  # normalised: one entry per set
+        object.__setattr__(self, "more_clips_from_run", starts)
+
+    @staticmethod
+    def _as_tuple(value, name: str) -> tuple[int, ...]:
+        items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise ValueError(f"{name} must be an integer or a list of integers, got {value!r}")
+        return items
 
     @classmethod
     def load(cls, source) -> "ShapesRecipe":
@@ -160,17 +177,19 @@ class ShapesRecipe:
                                    output_dir=str(self.root / run_name("dit", run)), seed=self.seed + run)
 
     def dit_latents(self, run: int) -> str:
-        """The latent cache (a folder in run_dir) that run `run` of the dit stage trains on."""
-        more = self.more_clips_from_run is not None and run >= self.more_clips_from_run
-        return "latents_more" if more else "latents"
+        """The latent cache (a folder in run_dir) that run `run` of the dit stage trains on: that of the last
+        more-clips set starting at or before it, else latents/."""
+        sets = [j for j, start in enumerate(self.more_clips_from_run) if start <= run]
+        return more_latents_name(sets[-1]) if sets else "latents"
 
-    def more_media_config(self) -> TrainConfig:
-        """What latents_more/ is computed from: `more_clips` items of the world rendered on the fly (seed + 1)."""
+    def more_media_config(self, j: int = 0) -> TrainConfig:
+        """What more-clips set `j` (latents_more/, latents_more_2/, ...) is computed from: `more_clips[j]` items of
+        the world rendered on the fly (seed + 1 + j)."""
         c = self.dit_media_config()
         buckets = ((self.frames, self.size, self.size), (1, self.size, self.size))
-        data = dataclasses.replace(c.data, folder=None, shapes=self.more_clips, buckets=buckets,
+        data = dataclasses.replace(c.data, folder=None, shapes=self.more_clips[j], buckets=buckets,
                                    image_ratio=self.dit_train.data.image_ratio)
-        return dataclasses.replace(c, data=data, seed=self.seed + 1)
+        return dataclasses.replace(c, data=data, seed=self.seed + 1 + j)
 
     def dit_media_config(self) -> TrainConfig:
         """The DiT's config reading the training clips themselves, whole clips and single frames of them: what the
@@ -180,6 +199,11 @@ class ShapesRecipe:
         data = dataclasses.replace(c.data, folder=str(self.root / "data"), cache=None, buckets=buckets,
                                    images_from_videos=True, random_crop=False)
         return dataclasses.replace(c, data=data)
+
+
+def more_latents_name(j: int) -> str:
+    """The folder of more-clips set `j`: latents_more, latents_more_2, ..."""
+    return "latents_more" if j == 0 else f"latents_more_{j + 1}"
 
 
 def run_name(stage: str, run: int) -> str:
@@ -279,8 +303,9 @@ def stage_latents(recipe: ShapesRecipe, progress: bool = True) -> Path:
     cache = root / "latents"
     if not cache.is_dir():
         precompute_from_config(recipe.dit_media_config(), cache)
-    if recipe.more_clips and not (root / "latents_more").is_dir():
-        precompute_from_config(recipe.more_media_config(), root / "latents_more")
+    for j in range(len(recipe.more_clips)):
+        if not (root / more_latents_name(j)).is_dir():
+            precompute_from_config(recipe.more_media_config(j), root / more_latents_name(j))
     return cache
 
 
