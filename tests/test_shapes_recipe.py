@@ -232,3 +232,36 @@ def test_a_second_set_of_more_clips_serves_the_runs_from_its_own_on(tmp_path):
     one = ShapesRecipe.load({**TINY, "more_clips": 5, "more_clips_from_run": 0})
     assert one.more_clips == (5,) and one.more_clips_from_run == (0,) and one.dit_latents(0) == "latents_more"
     assert ShapesRecipe.load({**TINY, "more_clips": 0}).more_clips == ()
+
+
+def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    from vidgen.shapes.recipe import dit_runs_to_train, seed_from_model
+
+    _, root = trained  # root / "model": the exported pipeline of a one-run recipe
+    run = {**TINY["dit_train"], "max_steps": 1}
+    two = {**TINY, "more_clips": 3, "more_clips_from_run": 1, "dit_continue_train": [run]}
+    recipe = ShapesRecipe.load(two).with_run_dir(tmp_path / "run")
+    for bad_run in (-1, 1):  # run 1 is the last: nothing would be left to train
+        with pytest.raises(ValueError, match="dit_run"):
+            seed_from_model(recipe, root / "model", bad_run)
+    with pytest.raises(FileNotFoundError, match="transformer"):
+        seed_from_model(recipe, root / "run", 0)  # a run folder, not a saved pipeline
+    seed_from_model(recipe, root / "model", 0)
+    assert dit_runs_to_train(recipe) == [1]
+    run_stages(recipe, ["latents", "dit", "export"], export_to=tmp_path / "model", progress=False)
+    # Only the second run's cache was computed (there are no training clips here), and only it was trained.
+    assert (recipe.root / "latents_more").is_dir() and not (recipe.root / "latents").exists()
+    assert not (recipe.root / "data").exists() and not (recipe.root / "dit" / "checkpoints").exists()
+    given = load_file(root / "model" / "transformer" / "model.safetensors")
+    assert all(torch.equal(v, load_file(recipe.root / "dit" / "final" / "transformer" / "model.safetensors")[k])
+               for k, v in given.items())
+    assert recipe.dit_train_config(1).model == str(recipe.root / "dit" / "final" / "transformer")
+    shipped = load_file(tmp_path / "model" / "transformer" / "model.safetensors")
+    assert any(not torch.equal(v, shipped[k]) for k, v in given.items())  # the export is the trained second run
+    for name in ("vae", "text_encoder"):  # the seeded VAE and text encoder travel on unchanged
+        a, b = (load_file(f / name / "model.safetensors") for f in (root / "model", tmp_path / "model"))
+        assert all(torch.equal(v, b[k]) for k, v in a.items())
+    with pytest.raises(FileExistsError, match="replaces nothing"):
+        seed_from_model(recipe, root / "model", 0)

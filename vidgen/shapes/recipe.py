@@ -19,7 +19,9 @@ the same command again. The layout of a run folder (`run_dir`):
     decoder_continued/  optional: a second decoder run from decoder/'s final weights (warm restart); then
                      decoder_continued_2/, ... likewise
 
-`export` assembles a `VideoPipeline` (our saved format) with the model's own generation defaults.
+`export` assembles a `VideoPipeline` (our saved format) with the model's own generation defaults. `seed_from_model`
+starts a run folder from such a pipeline instead (the shipped model, say): its DiT becomes the final weights of one
+DiT run, and the recipe's later runs train from it.
 """
 
 from __future__ import annotations
@@ -274,11 +276,11 @@ def stage_latents(recipe: ShapesRecipe, progress: bool = True) -> Path:
     from vidgen.train.data import precompute_from_config
 
     root = recipe.root
-    trained = root / "vae" / FINAL / "vae"
-    if not trained.is_dir():
-        raise FileNotFoundError(f"{trained} does not exist: run the vae stage to the end first")
     normalized = root / "vae_normalized"
     if not normalized.is_dir():
+        trained = root / "vae" / FINAL / "vae"
+        if not trained.is_dir():
+            raise FileNotFoundError(f"{trained} does not exist: run the vae stage to the end first")
         vae = CausalVAE.from_pretrained(trained)
         mean, std = latent_stats(vae, recipe)
         log.info("latents: mean %s std %s", [round(m, 3) for m in mean], [round(s, 3) for s in std])
@@ -288,25 +290,81 @@ def stage_latents(recipe: ShapesRecipe, progress: bool = True) -> Path:
     text = root / "text"
     if not (text / "combined").is_dir():
         build_shapes_text_encoder(text, recipe.seed, recipe.text_encoder, overwrite=True)
-        # The trainer reads one transformers folder holding both the encoder and its tokenizer.
-        tmp = text / ".combined.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(text / "text_encoder", tmp)
-        for f in (text / "tokenizer").iterdir():
-            shutil.copy2(f, tmp / f.name)
-        tmp.rename(text / "combined")
+        _combine_text(text)
     init = root / "dit_init"
     if not init.is_dir():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
             DiT(recipe.dit_model).save_pretrained(init)
+    # Only the caches of the DiT runs still to train (a run seeded by seed_from_model needs none).
+    needed = {recipe.dit_latents(k) for k in dit_runs_to_train(recipe)}
     cache = root / "latents"
-    if not cache.is_dir():
+    if "latents" in needed and not cache.is_dir():
         precompute_from_config(recipe.dit_media_config(), cache)
     for j in range(len(recipe.more_clips)):
-        if not (root / more_latents_name(j)).is_dir():
-            precompute_from_config(recipe.more_media_config(j), root / more_latents_name(j))
+        name = more_latents_name(j)
+        if name in needed and not (root / name).is_dir():
+            precompute_from_config(recipe.more_media_config(j), root / name)
     return cache
+
+
+def _combine_text(text: Path) -> None:
+    """text/combined: the encoder and its tokenizer in one transformers folder (what the trainer reads)."""
+    tmp = text / ".combined.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(text / "text_encoder", tmp)
+    for f in (text / "tokenizer").iterdir():
+        shutil.copy2(f, tmp / f.name)
+    tmp.rename(text / "combined")
+
+
+def dit_run_is_seeded(recipe: ShapesRecipe, run: int) -> bool:
+    """Whether DiT run `run` was put in place by `seed_from_model`: final weights and no checkpoints of its own."""
+    from vidgen.train.trainer import CHECKPOINTS
+
+    folder = recipe.root / run_name("dit", run)
+    return (folder / FINAL / "transformer").is_dir() and not (folder / CHECKPOINTS).exists()
+
+
+def dit_runs_to_train(recipe: ShapesRecipe) -> list[int]:
+    """The DiT runs the dit stage trains (or resumes): all of them after the last seeded one."""
+    runs = range(len(recipe.run_names("dit")))
+    seeded = [k for k in runs if dit_run_is_seeded(recipe, k)]
+    return [k for k in runs if not seeded or k > seeded[-1]]
+
+
+def seed_from_model(recipe: ShapesRecipe, folder: str | Path, dit_run: int) -> None:
+    """Start `run_dir` from a saved pipeline (our format, e.g. the shipped model) rather than from scratch: its VAE
+    becomes vae_normalized/ (only its encoder matters to the DiT, and the decoder runs leave it as it is), its text
+    encoder and tokenizer text/, and its DiT the final weights of DiT run `dit_run`. The latents and dit stages then
+    compute and train only what the runs after it need. Nothing that exists is replaced."""
+    from vidgen.dit.model import DiT
+
+    folder = Path(folder)
+    parts = {"vae": "vae_normalized", "text_encoder": "text/text_encoder", "tokenizer": "text/tokenizer",
+             "transformer": f"{run_name('dit', dit_run)}/{FINAL}/transformer"}
+    missing = [p for p in parts if not (folder / p).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a saved pipeline: it lacks {missing} (expected {list(parts)})")
+    if not 0 <= dit_run < len(recipe.run_names("dit")) - 1:
+        raise ValueError(f"dit_run must be a DiT run the recipe continues from, 0..{len(recipe.run_names('dit')) - 2}"
+                         f" (it has {len(recipe.run_names('dit'))} runs), got {dit_run}")
+    config = DiT.from_pretrained(folder / "transformer", dtype=torch.float32).config
+    if config != recipe.dit_model:
+        raise ValueError(f"{folder / 'transformer'} is not the recipe's DiT: its config is {config}, the recipe's "
+                         f"dit_model {recipe.dit_model}")
+    targets = {recipe.root / "vae_normalized", recipe.root / "text", recipe.root / run_name("dit", dit_run)}
+    existing = sorted(str(t) for t in targets if t.exists())
+    if existing:
+        raise FileExistsError(f"{existing} already exist: seed_from_model starts a fresh run_dir, it replaces nothing")
+    for part, target in parts.items():
+        target = recipe.root / target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(folder / part, tmp)
+        tmp.rename(target)
+    _combine_text(recipe.root / "text")
 
 
 def _train_runs(configs: list[TrainConfig], max_steps: int | None, progress: bool) -> None:
@@ -322,7 +380,10 @@ def _train_runs(configs: list[TrainConfig], max_steps: int | None, progress: boo
 def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
     """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout), then its continuations,
     if any; resumes. `max_steps` applies to the last run."""
-    configs = [recipe.dit_train_config(run=k) for k in range(len(recipe.run_names("dit")))]
+    last = recipe.root / recipe.run_names("dit")[-1] / FINAL / "transformer"
+    configs = [recipe.dit_train_config(run=k) for k in dit_runs_to_train(recipe)]
+    if not configs:
+        return last
     for cache in dict.fromkeys(c.data.cache for c in configs):
         if not Path(cache).is_dir():
             raise FileNotFoundError(f"{cache} does not exist: run the latents stage first")
