@@ -379,7 +379,8 @@ def _train_runs(configs: list[TrainConfig], max_steps: int | None, progress: boo
 
 def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
     """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout), then its continuations,
-    if any; resumes. `max_steps` applies to the last run."""
+    if any; resumes. After a run seeded by `seed_from_model`, only the runs after it. `max_steps` applies to the last
+    run."""
     last = recipe.root / recipe.run_names("dit")[-1] / FINAL / "transformer"
     configs = [recipe.dit_train_config(run=k) for k in dit_runs_to_train(recipe)]
     if not configs:
