@@ -37,6 +37,7 @@ import torch
 from causal_vae.config import VAEConfig
 from vidgen.config_io import from_dict
 from vidgen.dit.config import DiTConfig
+from vidgen.files import atomic_folder
 from vidgen.pipeline import PipelineConfig
 from vidgen.shapes.text import TextEncoderConfig
 from vidgen.train.config import TrainConfig
@@ -310,12 +311,10 @@ def stage_latents(recipe: ShapesRecipe, progress: bool = True) -> Path:
 
 def _combine_text(text: Path) -> None:
     """text/combined: the encoder and its tokenizer in one transformers folder (what the trainer reads)."""
-    tmp = text / ".combined.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(text / "text_encoder", tmp)
-    for f in (text / "tokenizer").iterdir():
-        shutil.copy2(f, tmp / f.name)
-    tmp.rename(text / "combined")
+    with atomic_folder(text / "combined") as tmp:
+        shutil.copytree(text / "text_encoder", tmp, dirs_exist_ok=True)
+        for f in (text / "tokenizer").iterdir():
+            shutil.copy2(f, tmp / f.name)
 
 
 def dit_run_is_seeded(recipe: ShapesRecipe, run: int) -> bool:
@@ -358,12 +357,8 @@ def seed_from_model(recipe: ShapesRecipe, folder: str | Path, dit_run: int) -> N
     if existing:
         raise FileExistsError(f"{existing} already exist: seed_from_model starts a fresh run_dir, it replaces nothing")
     for part, target in parts.items():
-        target = recipe.root / target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(folder / part, tmp)
-        tmp.rename(target)
+        with atomic_folder(recipe.root / target) as tmp:
+            shutil.copytree(folder / part, tmp, dirs_exist_ok=True)
     _combine_text(recipe.root / "text")
 
 
@@ -381,10 +376,9 @@ def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
     """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout), then its continuations,
     if any; resumes. After a run seeded by `seed_from_model`, only the runs after it. `max_steps` applies to the last
     run."""
-    last = recipe.root / recipe.run_names("dit")[-1] / FINAL / "transformer"
     configs = [recipe.dit_train_config(run=k) for k in dit_runs_to_train(recipe)]
-    if not configs:
-        return last
+    if not configs:  # every run was seeded
+        return recipe.root / recipe.run_names("dit")[-1] / FINAL / "transformer"
     for cache in dict.fromkeys(c.data.cache for c in configs):
         if not Path(cache).is_dir():
             raise FileNotFoundError(f"{cache} does not exist: run the latents stage first")
