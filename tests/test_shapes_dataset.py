@@ -6,7 +6,7 @@ import torch
 
 from vidgen.metrics import psnr
 from vidgen.shapes.dataset import ShapesDataset, read_manifest, write_dataset
-from vidgen.shapes.world import ClipSpec, all_captions, render_clip
+from vidgen.shapes.world import PARTIAL_TEMPLATES, ClipSpec, all_captions, partial_caption, render_clip
 from vidgen.video_io import read_video
 
 
@@ -32,6 +32,23 @@ def test_items_are_seeded_in_range_and_match_the_renderer():
     assert any(other[i]["caption"] != data[i]["caption"] for i in range(20))
 
 
+def test_partial_captions_leave_one_attribute_out_and_keep_the_clip():
+    full = ShapesDataset(400, seed=5, image_ratio=0.2)
+    part = ShapesDataset(400, seed=5, image_ratio=0.2, partial_captions=0.4)
+    left_out = []
+    for i in range(len(full)):
+        assert torch.equal(part[i]["video"], full[i]["video"])  # the clips do not depend on the captions
+        spec, caption = full.spec(i), part[i]["caption"]
+        assert caption == part[i]["caption"]  # seeded
+        if caption != spec.text:
+            forms = [a for a in PARTIAL_TEMPLATES if partial_caption(spec.caption, a) == caption]
+            assert len(forms) == 1, (caption, spec.text)
+            left_out.append(forms[0])
+    assert 0.3 < len(left_out) / len(full) < 0.5  # 0.4 of the items
+    assert set(left_out) == set(PARTIAL_TEMPLATES)  # every attribute is left out sometimes
+    assert all(ShapesDataset(50, seed=5, partial_captions=1.0)[i]["caption"] not in all_captions() for i in range(50))
+
+
 def test_dataset_rejects_bad_arguments():
     with pytest.raises(ValueError, match="1 \\+ 4k"):
         ShapesDataset(4, frames=16)
@@ -39,6 +56,8 @@ def test_dataset_rejects_bad_arguments():
         ShapesDataset(4, image_ratio=1.5)
     with pytest.raises(ValueError, match="split"):
         ShapesDataset(4, split="val")
+    with pytest.raises(ValueError, match="partial_captions"):
+        ShapesDataset(4, partial_captions=-0.1)
     with pytest.raises(IndexError):
         ShapesDataset(4)[4]
 

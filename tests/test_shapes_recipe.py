@@ -217,9 +217,13 @@ def test_later_dit_runs_can_train_on_more_clips_rendered_on_the_fly(tmp_path):
 
 def test_a_second_set_of_more_clips_serves_the_runs_from_its_own_on(tmp_path):
     run = {**TINY["dit_train"], "max_steps": 1}
-    sets = {**TINY, "more_clips": [5, 4], "more_clips_from_run": [1, 2], "dit_continue_train": [run, run, run]}
+    from vidgen.shapes.world import all_captions
+
+    sets = {**TINY, "more_clips": [5, 4], "more_clips_from_run": [1, 2], "dit_continue_train": [run, run, run],
+            "more_clips_partial_captions": [0.0, 1.0]}  # the second set's captions all leave an attribute out
     recipe = ShapesRecipe.load(sets).with_run_dir(tmp_path / "run")
     assert recipe.more_clips == (5, 4) and recipe.more_clips_from_run == (1, 2)
+    assert [recipe.more_media_config(j).data.partial_captions for j in range(2)] == [0.0, 1.0]
     assert [Path(recipe.dit_train_config(run=k).data.cache).name for k in range(4)] == [
         "latents", "latents_more", "latents_more_2", "latents_more_2"]
     assert [recipe.more_media_config(j).seed for j in range(2)] == [recipe.seed + 1, recipe.seed + 2]
@@ -228,6 +232,11 @@ def test_a_second_set_of_more_clips_serves_the_runs_from_its_own_on(tmp_path):
                      for name in ("latents_more", "latents_more_2"))
     assert (len(first), len(second)) == (5, 4)
     assert [s["caption"] for s in first] != [s["caption"] for s in second]  # other clips: seed + 2
+    assert all(s["caption"] in all_captions("train") for s in first)
+    assert not any(s["caption"] in all_captions() for s in second)
+    for bad in ([0.5], [0.0, 1.5]):
+        with pytest.raises(ValueError, match="more_clips_partial_captions"):
+            ShapesRecipe.load({**sets, "more_clips_partial_captions": bad})
     # The scalar form is the one-set list; a count of 0 without a start run means no set.
     one = ShapesRecipe.load({**TINY, "more_clips": 5, "more_clips_from_run": 0})
     assert one.more_clips == (5,) and one.more_clips_from_run == (0,) and one.dit_latents(0) == "latents_more"

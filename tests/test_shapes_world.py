@@ -3,7 +3,7 @@ import pytest
 
 from vidgen.shapes.world import (
     BACKGROUNDS, COLOURS, DIRECTION_STEPS, MIN_RUN_FRAMES, OBJECT_SIZE, SPEED_RANGE, Caption, ClipSpec, all_captions,
-    parse_caption, render_clip, sample_spec, trajectory,
+    parse_caption, partial_caption, render_clip, sample_spec, trajectory,
 )
 
 
@@ -28,6 +28,25 @@ def test_parse_caption_round_trip_and_errors():
         parse_caption("a red circle moving left")
     with pytest.raises(ValueError, match="colour 'purple'"):
         parse_caption("a purple circle moving left on a black background")
+
+
+def test_partial_captions_leave_out_exactly_one_attribute():
+    cap = "a magenta triangle moving up on a white background"
+    assert partial_caption(cap, "colour") == "a triangle moving up on a white background"
+    assert partial_caption(cap, "shape") == "a magenta shape moving up on a white background"
+    assert partial_caption(cap, "direction") == "a magenta triangle on a white background"
+    assert partial_caption(parse_caption(cap), "background") == "a magenta triangle moving up"
+    for text in all_captions():
+        c = parse_caption(text)
+        for attribute, value in (("colour", c.colour), ("shape", c.shape), ("direction", c.direction),
+                                 ("background", c.background)):
+            words = partial_caption(text, attribute).split()
+            assert value not in words and all(getattr(c, a) in words for a in ("colour", "shape", "direction",
+                                                                                "background") if a != attribute)
+    with pytest.raises(ValueError, match="leave_out"):
+        partial_caption(cap, "speed")
+    with pytest.raises(ValueError, match="template"):
+        partial_caption("a triangle moving up on a white background", "colour")
 
 
 def test_render_is_flat_colours_with_the_right_size_and_deterministic():

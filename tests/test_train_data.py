@@ -144,3 +144,18 @@ def test_shapes_world_is_a_source_without_files(tmp_path):
         kinds.add(batch["video"].shape[1:])
         assert all(c.startswith("a ") and " moving " in c for c in batch["caption"])
     assert kinds == {(3, 9, 32, 32), (3, 1, 32, 32)}
+
+
+def test_shapes_partial_captions_reach_the_source_and_need_the_shapes_world(tmp_path):
+    from vidgen.shapes.world import all_captions
+    from vidgen.train.config import TrainConfig
+    from vidgen.train.data import build_data
+
+    data = {"shapes": 8, "buckets": [[9, 32, 32]], "batch_size": 2, "partial_captions": 1.0}
+    cfg = TrainConfig.load({"output_dir": str(tmp_path), "data": data})
+    source = build_data(cfg, (4, 16)).dataset
+    captions = [source.world[i]["caption"] for i in range(8)]
+    assert not set(captions) & set(all_captions())  # every caption leaves an attribute out
+    for bad in ({**data, "partial_captions": 1.5}, {"folder": str(tmp_path), "partial_captions": 0.5}):
+        with pytest.raises(ValueError, match="partial_captions"):
+            TrainConfig.load({"output_dir": str(tmp_path), "data": bad})

@@ -14,7 +14,9 @@ import torch
 from torch.utils.data import Dataset
 
 from vidgen.files import atomic_folder
-from vidgen.shapes.world import DEFAULT_FRAMES, DEFAULT_SIZE, FPS, ClipSpec, render_clip, sample_spec
+from vidgen.shapes.world import (
+    DEFAULT_FRAMES, DEFAULT_SIZE, FPS, PARTIAL_TEMPLATES, ClipSpec, partial_caption, render_clip, sample_spec,
+)
 from vidgen.video_io import save_video
 
 MANIFEST = "manifest.jsonl"
@@ -28,6 +30,22 @@ def item_spec(seed: int, index: int, split: str = "train", image_ratio: float = 
     rng = np.random.default_rng([seed, index])
     is_image = bool(rng.random() < image_ratio)
     return sample_spec(rng, split), is_image
+
+
+def item_caption(seed: int, index: int, spec: ClipSpec, partial_captions: float = 0.0) -> str:
+    """The caption item `index` is trained with: its spec's caption or, with probability `partial_captions`, that
+    caption with one attribute left out (chosen uniformly; `world.partial_caption`). Drawn from its own random stream
+    `default_rng([seed, index, 1])`, so the clip itself does not depend on `partial_captions`."""
+    if not 0.0 <= partial_captions <= 1.0:
+        raise ValueError(f"partial_captions is the fraction of items captioned with one attribute left out, expected "
+                         f"in [0, 1], got {partial_captions}")
+    if partial_captions == 0.0:
+        return spec.text
+    rng = np.random.default_rng([seed, index, 1])
+    if rng.random() >= partial_captions:
+        return spec.text
+    attributes = list(PARTIAL_TEMPLATES)
+    return partial_caption(spec.caption, attributes[int(rng.integers(len(attributes)))])
 
 
 class ShapesDataset(Dataset):
@@ -46,14 +64,16 @@ class ShapesDataset(Dataset):
         size: int | tuple[int, int] = DEFAULT_SIZE,
         split: str = "train",
         image_ratio: float = 0.0,
+        partial_captions: float = 0.0,
     ):
         if n < 1:
             raise ValueError(f"a dataset needs n >= 1 items, got {n}")
         if (frames - 1) % 4:
             raise ValueError(f"frames must be 1 + 4k (the VAE's causal grouping), got {frames}")
-        item_spec(seed, 0, split, image_ratio)  # validates split and ratio now, not at the first __getitem__
+        spec, _ = item_spec(seed, 0, split, image_ratio)  # validates the arguments now, not at the first __getitem__
+        item_caption(seed, 0, spec, partial_captions)
         self.n, self.seed, self.frames, self.size = n, seed, frames, size
-        self.split, self.image_ratio = split, image_ratio
+        self.split, self.image_ratio, self.partial_captions = split, image_ratio, partial_captions
 
     def __len__(self) -> int:
         return self.n
@@ -68,7 +88,7 @@ class ShapesDataset(Dataset):
         spec, is_image = item_spec(self.seed, self._check(index), self.split, self.image_ratio)
         frames = render_clip(spec, 1 if is_image else self.frames, self.size)  # (T, H, W, 3) uint8
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0  # (3, T, H, W) in [-1, 1]
-        return {"video": video, "caption": spec.text}
+        return {"video": video, "caption": item_caption(self.seed, index % self.n, spec, self.partial_captions)}
 
     def _check(self, index: int) -> int:
         if not -self.n <= index < self.n:

@@ -82,6 +82,9 @@ class ShapesRecipe:
     # and trained on by the runs from more_clips_from_run[j] on (the runs before it keep theirs).
     more_clips: int | tuple[int, ...] = 0
     more_clips_from_run: int | tuple[int, ...] | None = None
+    # Per more-clips set: the fraction of its items captioned with one attribute left out (colour, shape, direction
+    # or background, e.g. "a circle moving up on a black background"; vidgen.shapes.dataset.item_caption). None: 0.
+    more_clips_partial_captions: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.vae_model.z_dim != self.dit_model.in_dim or self.dit_model.out_dim != self.dit_model.in_dim:
@@ -107,8 +110,14 @@ class ShapesRecipe:
             raise ValueError(f"more_clips (clip counts > 0) and more_clips_from_run (DiT runs in 0..{runs - 1}, "
                              f"increasing) go together, one per set, got {self.more_clips} and "
                              f"{self.more_clips_from_run}")
+        partial = (0.0,) * len(sets) if self.more_clips_partial_captions is None else tuple(
+            self.more_clips_partial_captions)
+        if len(partial) != len(sets) or any(not 0 <= p <= 1 for p in partial):
+            raise ValueError(f"more_clips_partial_captions gives one fraction in [0, 1] per more-clips set "
+                             f"({len(sets)}), got {self.more_clips_partial_captions}")
         object.__setattr__(self, "more_clips", sets)  # normalised: one entry per set
         object.__setattr__(self, "more_clips_from_run", starts)
+        object.__setattr__(self, "more_clips_partial_captions", tuple(float(p) for p in partial))
 
     @staticmethod
     def _as_tuple(value, name: str) -> tuple[int, ...]:
@@ -187,11 +196,12 @@ class ShapesRecipe:
 
     def more_media_config(self, j: int = 0) -> TrainConfig:
         """What more-clips set `j` (latents_more/, latents_more_2/, ...) is computed from: `more_clips[j]` items of
-        the world rendered on the fly (seed + 1 + j)."""
+        the world rendered on the fly (seed + 1 + j), `more_clips_partial_captions[j]` of them captioned partly."""
         c = self.dit_media_config()
         buckets = ((self.frames, self.size, self.size), (1, self.size, self.size))
         data = dataclasses.replace(c.data, folder=None, shapes=self.more_clips[j], buckets=buckets,
-                                   image_ratio=self.dit_train.data.image_ratio)
+                                   image_ratio=self.dit_train.data.image_ratio,
+                                   partial_captions=self.more_clips_partial_captions[j])
         return dataclasses.replace(c, data=data, seed=self.seed + 1 + j)
 
     def dit_media_config(self) -> TrainConfig:

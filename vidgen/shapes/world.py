@@ -109,6 +109,25 @@ class ClipSpec:
         return self.caption.text
 
 
+# A caption with one attribute left out (`partial_caption`): what each form says, for training that teaches the DiT
+# each word on its own, and for guidance that composes them (`composed_captions`).
+PARTIAL_TEMPLATES: dict[str, str] = {
+    "colour": "a {shape} moving {direction} on a {background} background",
+    "shape": "a {colour} shape moving {direction} on a {background} background",
+    "direction": "a {colour} {shape} on a {background} background",
+    "background": "a {colour} {shape} moving {direction}",
+}
+
+
+def partial_caption(caption: str | Caption, leave_out: str) -> str:
+    """`caption` without one attribute (`leave_out`: colour, shape, direction or background), e.g. leaving out the
+    colour of "a red circle moving up on a black background" gives "a circle moving up on a black background"."""
+    if leave_out not in PARTIAL_TEMPLATES:
+        raise ValueError(f"leave_out is the attribute to drop, one of {list(PARTIAL_TEMPLATES)}, got {leave_out!r}")
+    cap = caption if isinstance(caption, Caption) else parse_caption(caption)
+    return PARTIAL_TEMPLATES[leave_out].format(**dataclasses.asdict(cap))
+
+
 def all_captions(split: str = "all") -> list[str]:
     """Every caption of the world in a fixed order; `split` is "train", "heldout" or "all"."""
     _check_split(split)

@@ -26,6 +26,8 @@ class DataConfig:
     manifest: str | None = None  # CSV or JSONL: path, caption[, fps, frames, height, width]
     cache: str | None = None  # precomputed latents + text embeddings (vidgen.data.precompute), task dit only
     shapes: int | None = None  # the procedural shapes world rendered on the fly: this many seeded items (issue 7)
+    # With shapes: the fraction of items captioned with one attribute left out (vidgen.shapes.dataset.item_caption).
+    partial_captions: float = 0.0
     buckets: tuple[tuple[int, int, int], ...] = ((17, 64, 64),)  # (frames, height, width); frames = 1 + 4k
     fps: float | None = None  # clips are sampled at this frame rate (None: the file's own)
     image_ratio: float = 0.0  # fraction of batches that are single images
@@ -121,6 +123,9 @@ class TrainConfig:
             errors.append(f"flow.sigma_sampler must be 'uniform' or 'logit_normal', got {self.flow.sigma_sampler!r}")
         if sum(x is not None for x in (self.data.folder, self.data.manifest, self.data.cache, self.data.shapes)) != 1:
             errors.append("data needs exactly one of folder, manifest, cache or shapes")
+        if self.data.partial_captions and (self.data.shapes is None or not 0 < self.data.partial_captions <= 1):
+            errors.append(f"data.partial_captions (a fraction in [0, 1]) applies to data.shapes only, got "
+                          f"{self.data.partial_captions} with shapes={self.data.shapes}")
         if self.data.cache is not None and self.task != "dit":
             errors.append("data.cache holds DiT latents; task vae trains on pixels (use data.folder or data.manifest)")
         if self.widen_decoder is not None and (self.task != "vae" or self.widen_decoder < 1):
