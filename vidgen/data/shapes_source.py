@@ -1,7 +1,7 @@
 """The procedural shapes world (vidgen.shapes) as a training source rendered on the fly: no files, no decoding.
 
-Item i is `ShapesDataset(n, seed, image_ratio=..., partial_captions=...)[i]`, a clip of the first video bucket's size and length or, for the
-world's image items, a single frame; so the buckets are exactly those two.
+Item i is `ShapesDataset(n, seed, image_ratio=..., partial_captions=...)[i]`, a clip of the first video bucket's size
+and length or, for the world's image items, a single frame; so the buckets are exactly those two.
 """
 
 from __future__ import annotations

@@ -109,8 +109,8 @@ class ClipSpec:
         return self.caption.text
 
 
-# A caption with one attribute left out (`partial_caption`): what each form says, for training that teaches the DiT
-# each word on its own, and for guidance that composes them (`composed_captions`).
+# A caption with one attribute left out (`partial_caption`), one form per attribute: training captions that teach the
+# DiT each word on its own (vidgen.shapes.dataset.item_caption; docs/training_shapes.md has what they gave).
 PARTIAL_TEMPLATES: dict[str, str] = {
     "colour": "a {shape} moving {direction} on a {background} background",
     "shape": "a {colour} shape moving {direction} on a {background} background",
