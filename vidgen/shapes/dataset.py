@@ -85,10 +85,11 @@ class ShapesDataset(Dataset):
         return item_spec(self.seed, self._check(index), self.split, self.image_ratio)[1]
 
     def __getitem__(self, index: int) -> dict:
-        spec, is_image = item_spec(self.seed, self._check(index), self.split, self.image_ratio)
+        index = self._check(index)
+        spec, is_image = item_spec(self.seed, index, self.split, self.image_ratio)
         frames = render_clip(spec, 1 if is_image else self.frames, self.size)  # (T, H, W, 3) uint8
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0  # (3, T, H, W) in [-1, 1]
-        return {"video": video, "caption": item_caption(self.seed, index % self.n, spec, self.partial_captions)}
+        return {"video": video, "caption": item_caption(self.seed, index, spec, self.partial_captions)}
 
     def _check(self, index: int) -> int:
         if not -self.n <= index < self.n:
