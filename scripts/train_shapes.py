@@ -6,6 +6,9 @@ Continue from a saved model instead of from scratch (its DiT as the final weight
 runs' latents are computed and only the later runs trained):
 
     python scripts/train_shapes.py latents dit export --from-model vidgen/assets/default --as-dit-run 5
+
+With --as-decoder-run K its VAE is also the final weights of decoder run K, and the decoder stage trains only the
+runs after it.
 """
 
 import argparse
@@ -29,9 +32,13 @@ parser.add_argument("--from-checkpoint", action="store_true",
 parser.add_argument("--no-progress", action="store_true")
 parser.add_argument("--from-model", help="first fill a fresh run_dir from this saved pipeline (with --as-dit-run)")
 parser.add_argument("--as-dit-run", type=int, help="the DiT run whose final weights --from-model's DiT becomes")
+parser.add_argument("--as-decoder-run", type=int,
+                    help="with --from-model: the decoder run whose final weights its VAE also becomes")
 args = parser.parse_args()
 if (args.from_model is None) != (args.as_dit_run is None):
     parser.error("--from-model and --as-dit-run go together")
+if args.as_decoder_run is not None and args.from_model is None:
+    parser.error("--as-decoder-run needs --from-model")
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 if args.threads:
@@ -40,7 +47,7 @@ recipe = ShapesRecipe.load(args.config)
 if args.run_dir:
     recipe = recipe.with_run_dir(args.run_dir)
 if args.from_model:
-    seed_from_model(recipe, args.from_model, args.as_dit_run)
+    seed_from_model(recipe, args.from_model, args.as_dit_run, args.as_decoder_run)
 stages = list(STAGES) if "all" in args.stages else args.stages
 run_stages(recipe, stages, export_to=args.export_to, max_steps=args.max_steps, from_checkpoint=args.from_checkpoint,
            progress=not args.no_progress)

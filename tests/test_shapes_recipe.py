@@ -246,7 +246,7 @@ def test_a_second_set_of_more_clips_serves_the_runs_from_its_own_on(tmp_path):
 def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained, tmp_path):
     from safetensors.torch import load_file
 
-    from vidgen.shapes.recipe import dit_runs_to_train, seed_from_model
+    from vidgen.shapes.recipe import runs_to_train, seed_from_model
 
     _, root = trained  # root / "model": the exported pipeline of a one-run recipe
     run = {**TINY["dit_train"], "max_steps": 1}
@@ -258,7 +258,7 @@ def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained,
     with pytest.raises(FileNotFoundError, match="transformer"):
         seed_from_model(recipe, root / "run", 0)  # a run folder, not a saved pipeline
     seed_from_model(recipe, root / "model", 0)
-    assert dit_runs_to_train(recipe) == [1]
+    assert runs_to_train(recipe, "dit") == [1] and runs_to_train(recipe, "decoder") == [0]
     run_stages(recipe, ["latents", "dit", "export"], export_to=tmp_path / "model", progress=False)
     # Only the second run's cache was computed (there are no training clips here), and only it was trained.
     assert (recipe.root / "latents_more").is_dir() and not (recipe.root / "latents").exists()
@@ -274,3 +274,31 @@ def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained,
         assert all(torch.equal(v, b[k]) for k, v in a.items())
     with pytest.raises(FileExistsError, match="replaces nothing"):
         seed_from_model(recipe, root / "model", 0)
+
+
+def test_a_seeded_decoder_run_is_continued_on_clips_of_the_whole_world(trained, tmp_path):
+    from causal_vae import CausalVAE
+
+    from vidgen.shapes.recipe import runs_to_train, seed_from_model
+
+    _, root = trained
+    world = {"task": "vae", "data": {"shapes": 4, "shapes_split": "all", "buckets": [[5, 32, 32]], "batch_size": 2},
+             "optim": {"lr": 1.0e-2}, "max_steps": 1, "save_every": 1, "log_every": 1}
+    two = {**TINY, "dit_continue_train": [{**TINY["dit_train"], "max_steps": 1}], "decoder_continue_train": [world]}
+    recipe = ShapesRecipe.load(two).with_run_dir(tmp_path / "run")
+    with pytest.raises(ValueError, match="decoder_run"):
+        seed_from_model(recipe, root / "model", 0, decoder_run=1)  # the last decoder run: nothing left to train
+    seed_from_model(recipe, root / "model", 0, decoder_run=0)
+    assert runs_to_train(recipe, "decoder") == [1]
+    config = recipe.decoder_train_config(1)  # rendered on the fly, not the data stage's clips (there are none)
+    assert (config.data.shapes, config.data.shapes_split, config.data.folder) == (4, "all", None)
+    assert config.vae == str(recipe.root / "decoder" / "final" / "vae")
+    run_stages(recipe, ["decoder", "export"], export_to=tmp_path / "model", progress=False)
+    assert not (recipe.root / "decoder" / "checkpoints").exists() and not (recipe.root / "data").exists()
+    given = CausalVAE.from_pretrained(root / "model" / "vae").state_dict()
+    shipped = CausalVAE.from_pretrained(tmp_path / "model" / "vae").state_dict()
+    assert all(torch.equal(v, shipped[k]) for k, v in given.items() if k.startswith(("encoder.", "quant_conv.")))
+    assert any(not torch.equal(v, shipped[k]) for k, v in given.items() if k.startswith("decoder."))
+    (tmp_path / "other" / "decoder").mkdir(parents=True)  # a decoder run already there is not replaced either
+    with pytest.raises(FileExistsError, match="decoder'.*replaces nothing"):
+        seed_from_model(recipe.with_run_dir(tmp_path / "other"), root / "model", 0, decoder_run=0)

@@ -159,3 +159,22 @@ def test_shapes_partial_captions_reach_the_source_and_need_the_shapes_world(tmp_
     for bad in ({**data, "partial_captions": 1.5}, {"folder": str(tmp_path), "partial_captions": 0.5}):
         with pytest.raises(ValueError, match="partial_captions"):
             TrainConfig.load({"output_dir": str(tmp_path), "data": bad})
+
+
+def test_shapes_split_reaches_the_source_and_needs_the_shapes_world(tmp_path):
+    from vidgen.shapes.world import all_captions
+    from vidgen.train.config import TrainConfig
+    from vidgen.train.data import build_data
+
+    data = {"shapes": 400, "buckets": [[5, 32, 32]], "batch_size": 2}
+    captions = {}
+    for split in ("train", "all"):
+        cfg = TrainConfig.load({"output_dir": str(tmp_path), "data": {**data, "shapes_split": split}})
+        world = build_data(cfg, (4, 16)).dataset.world
+        captions[split] = {world.spec(i).text for i in range(len(world))}
+    heldout = set(all_captions("heldout"))
+    assert not captions["train"] & heldout  # the default: held-out captions never appear
+    assert len(captions["all"] & heldout) > 5  # the whole world: ~1 in 10 items is a held-out combination
+    for bad in ({**data, "shapes_split": "test"}, {"folder": str(tmp_path), "shapes_split": "all"}):
+        with pytest.raises(ValueError, match="shapes_split"):
+            TrainConfig.load({"output_dir": str(tmp_path), "data": bad})

@@ -46,6 +46,7 @@ log = logging.getLogger("vidgen.shapes.recipe")
 
 STAGES = ("data", "vae", "latents", "dit", "decoder", "export")
 FINAL = "final"
+SAVED = {"dit": "transformer", "decoder": "vae"}  # what a run of each training stage saves in FINAL
 # Initial bias of the posterior's log-variance channels: a nearly deterministic start (σ = e^-4), so the decoder is not
 # first trained through unit-variance noise that the encoder must slowly learn to shrink.
 LOGVAR_INIT = -8.0
@@ -172,10 +173,14 @@ class ShapesRecipe:
 
     def decoder_train_config(self, run: int = 0) -> TrainConfig:
         """Run `run` of the decoder stage: 0 is decoder_train, k ≥ 1 the k-th continuation (from run k-1's final
-        weights)."""
+        weights). It trains on the data stage's clips, or, where its section sets `data.shapes`, on that many items of
+        the world rendered on the fly (`data.shapes_split` saying which captions' clips)."""
         c = self._run_section("decoder", run)
         start = self.root / run_name("decoder", run - 1) / FINAL / "vae" if run else self.root / "vae_normalized"
-        data = dataclasses.replace(c.data, folder=str(self.root / "data"), manifest=None, cache=None)
+        if c.data.shapes is not None:  # clips of the world rendered on the fly (seeded by the run's seed)
+            data = dataclasses.replace(c.data, folder=None, manifest=None, cache=None)
+        else:  # the training clips written by the data stage
+            data = dataclasses.replace(c.data, folder=str(self.root / "data"), manifest=None, cache=None)
         return dataclasses.replace(c, vae=str(start), data=data, train_vae_encoder=False,
                                    output_dir=str(self.root / run_name("decoder", run)), seed=self.seed + run)
 
@@ -308,7 +313,7 @@ def stage_latents(recipe: ShapesRecipe, progress: bool = True) -> Path:
             torch.manual_seed(recipe.seed)
             DiT(recipe.dit_model).save_pretrained(init)
     # Only the caches of the DiT runs still to train (a run seeded by seed_from_model needs none).
-    needed = {recipe.dit_latents(k) for k in dit_runs_to_train(recipe)}
+    needed = {recipe.dit_latents(k) for k in runs_to_train(recipe, "dit")}
     cache = root / "latents"
     if "latents" in needed and not cache.is_dir():
         precompute_from_config(recipe.dit_media_config(), cache)
@@ -327,48 +332,58 @@ def _combine_text(text: Path) -> None:
             shutil.copy2(f, tmp / f.name)
 
 
-def dit_run_is_seeded(recipe: ShapesRecipe, run: int) -> bool:
-    """Whether DiT run `run` was put in place by `seed_from_model`: final weights and no checkpoints of its own."""
+def run_is_seeded(recipe: ShapesRecipe, stage: str, run: int) -> bool:
+    """Whether run `run` of training stage "dit" or "decoder" was put in place by `seed_from_model`: final weights and
+    no checkpoints of its own."""
     from vidgen.train.trainer import CHECKPOINTS
 
-    folder = recipe.root / run_name("dit", run)
-    return (folder / FINAL / "transformer").is_dir() and not (folder / CHECKPOINTS).exists()
+    folder = recipe.root / run_name(stage, run)
+    return (folder / FINAL / SAVED[stage]).is_dir() and not (folder / CHECKPOINTS).exists()
 
 
-def dit_runs_to_train(recipe: ShapesRecipe) -> list[int]:
-    """The DiT runs the dit stage trains (or resumes): all of them after the last seeded one."""
-    runs = range(len(recipe.run_names("dit")))
-    seeded = [k for k in runs if dit_run_is_seeded(recipe, k)]
+def runs_to_train(recipe: ShapesRecipe, stage: str) -> list[int]:
+    """The runs of training stage "dit" or "decoder" that it trains (or resumes): all of them after the last seeded
+    one."""
+    runs = range(len(recipe.run_names(stage)))
+    seeded = [k for k in runs if run_is_seeded(recipe, stage, k)]
     return [k for k in runs if not seeded or k > seeded[-1]]
 
 
-def seed_from_model(recipe: ShapesRecipe, folder: str | Path, dit_run: int) -> None:
+def seed_from_model(recipe: ShapesRecipe, folder: str | Path, dit_run: int, decoder_run: int | None = None) -> None:
     """Start `run_dir` from a saved pipeline (our format, e.g. the shipped model) rather than from scratch: its VAE
     becomes vae_normalized/ (only its encoder matters to the DiT, and the decoder runs leave it as it is), its text
-    encoder and tokenizer text/, and its DiT the final weights of DiT run `dit_run`. The latents and dit stages then
-    compute and train only what the runs after it need. Nothing that exists is replaced."""
+    encoder and tokenizer text/, its DiT the final weights of DiT run `dit_run` and, with `decoder_run`, its VAE also
+    the final weights of that decoder run. The latents, dit and decoder stages then compute and train only what the
+    runs after those need. Nothing that exists is replaced."""
     from vidgen.dit.model import DiT
 
     folder = Path(folder)
-    parts = {"vae": "vae_normalized", "text_encoder": "text/text_encoder", "tokenizer": "text/tokenizer",
-             "transformer": f"{run_name('dit', dit_run)}/{FINAL}/transformer"}
+    parts = {"vae": ["vae_normalized"], "text_encoder": ["text/text_encoder"], "tokenizer": ["text/tokenizer"],
+             "transformer": [f"{run_name('dit', dit_run)}/{FINAL}/transformer"]}
     missing = [p for p in parts if not (folder / p).is_dir()]
     if missing:
         raise FileNotFoundError(f"{folder} is not a saved pipeline: it lacks {missing} (expected {list(parts)})")
-    if not 0 <= dit_run < len(recipe.run_names("dit")) - 1:
-        raise ValueError(f"dit_run must be a DiT run the recipe continues from, 0..{len(recipe.run_names('dit')) - 2}"
-                         f" (it has {len(recipe.run_names('dit'))} runs), got {dit_run}")
+    for stage, run in (("dit", dit_run), ("decoder", decoder_run)):
+        n = len(recipe.run_names(stage)) if stage == "dit" or recipe.decoder_train is not None else 0
+        if run is not None and not 0 <= run < n - 1:
+            raise ValueError(f"{stage}_run must be a {stage} run the recipe continues from, 0..{n - 2} (it has {n} "
+                             f"runs), got {run}")
+    if decoder_run is not None:
+        parts["vae"].append(f"{run_name('decoder', decoder_run)}/{FINAL}/vae")
     config = DiT.from_pretrained(folder / "transformer", dtype=torch.float32).config
     if config != recipe.dit_model:
         raise ValueError(f"{folder / 'transformer'} is not the recipe's DiT: its config is {config}, the recipe's "
                          f"dit_model {recipe.dit_model}")
-    targets = {recipe.root / "vae_normalized", recipe.root / "text", recipe.root / run_name("dit", dit_run)}
+    targets = {recipe.root / "text", recipe.root / run_name("dit", dit_run), recipe.root / "vae_normalized"}
+    if decoder_run is not None:
+        targets.add(recipe.root / run_name("decoder", decoder_run))
     existing = sorted(str(t) for t in targets if t.exists())
     if existing:
         raise FileExistsError(f"{existing} already exist: seed_from_model starts a fresh run_dir, it replaces nothing")
-    for part, target in parts.items():
-        with atomic_folder(recipe.root / target) as tmp:
-            shutil.copytree(folder / part, tmp, dirs_exist_ok=True)
+    for part, copies in parts.items():
+        for target in copies:
+            with atomic_folder(recipe.root / target) as tmp:
+                shutil.copytree(folder / part, tmp, dirs_exist_ok=True)
     _combine_text(recipe.root / "text")
 
 
@@ -386,7 +401,7 @@ def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
     """Train the DiT on the cached latents (flow matching, clean prefixes, text dropout), then its continuations,
     if any; resumes. After a run seeded by `seed_from_model`, only the runs after it. `max_steps` applies to the last
     run."""
-    configs = [recipe.dit_train_config(run=k) for k in dit_runs_to_train(recipe)]
+    configs = [recipe.dit_train_config(run=k) for k in runs_to_train(recipe, "dit")]
     if not configs:  # every run was seeded
         return recipe.root / recipe.run_names("dit")[-1] / FINAL / "transformer"
     for cache in dict.fromkeys(c.data.cache for c in configs):
@@ -398,10 +413,13 @@ def stage_dit(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool
 
 def stage_decoder(recipe: ShapesRecipe, max_steps: int | None = None, progress: bool = True) -> Path:
     """Train the decoder further with the encoder frozen (the DiT's latent space does not move), then its
-    continuations, if any; resumes. `max_steps` applies to the last run."""
+    continuations, if any; resumes. After a run seeded by `seed_from_model`, only the runs after it. `max_steps`
+    applies to the last run."""
     if not (recipe.root / "vae_normalized").is_dir():
         raise FileNotFoundError(f"{recipe.root / 'vae_normalized'} does not exist: run the latents stage first")
-    configs = [recipe.decoder_train_config(run=k) for k in range(len(recipe.run_names("decoder")))]
+    configs = [recipe.decoder_train_config(run=k) for k in runs_to_train(recipe, "decoder")]
+    if not configs:  # every run was seeded
+        return recipe.root / recipe.run_names("decoder")[-1] / FINAL / "vae"
     _train_runs(configs, max_steps, progress)
     return Path(configs[-1].output_dir) / FINAL / "vae"
 

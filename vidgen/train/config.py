@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 
 from vidgen.config_io import from_dict, to_dict
+from vidgen.shapes.world import SPLITS
 from vidgen.train.schedule import SCHEDULES
 
 
@@ -28,6 +29,9 @@ class DataConfig:
     shapes: int | None = None  # the procedural shapes world rendered on the fly: this many seeded items (issue 7)
     # With shapes: the fraction of items captioned with one attribute left out (vidgen.shapes.dataset.item_caption).
     partial_captions: float = 0.0
+    # With shapes: which captions its items are drawn from (vidgen.shapes.world.SPLITS). "all" includes the held-out
+    # ones: for the caption-free VAE's decoder only (docs/training_shapes.md), never for a model that reads captions.
+    shapes_split: str = "train"
     buckets: tuple[tuple[int, int, int], ...] = ((17, 64, 64),)  # (frames, height, width); frames = 1 + 4k
     fps: float | None = None  # clips are sampled at this frame rate (None: the file's own)
     image_ratio: float = 0.0  # fraction of batches that are single images
@@ -126,6 +130,9 @@ class TrainConfig:
         if self.data.partial_captions and (self.data.shapes is None or not 0 < self.data.partial_captions <= 1):
             errors.append(f"data.partial_captions (a fraction in [0, 1]) applies to data.shapes only, got "
                           f"{self.data.partial_captions} with shapes={self.data.shapes}")
+        if self.data.shapes_split != "train" and (self.data.shapes is None or self.data.shapes_split not in SPLITS):
+            errors.append(f"data.shapes_split (one of {list(SPLITS)}) applies to data.shapes only, got "
+                          f"{self.data.shapes_split!r} with shapes={self.data.shapes}")
         if self.data.cache is not None and self.task != "dit":
             errors.append("data.cache holds DiT latents; task vae trains on pixels (use data.folder or data.manifest)")
         if self.widen_decoder is not None and (self.task != "vae" or self.widen_decoder < 1):

@@ -36,7 +36,7 @@ def build_data(config: TrainConfig, factors: tuple[int, int], rank: int = 0, wor
     if d.shapes is not None:
         from vidgen.data.shapes_source import ShapesSource
 
-        world = ShapesSource(d.shapes, buckets, seed=config.seed, image_ratio=d.image_ratio,
+        world = ShapesSource(d.shapes, buckets, seed=config.seed, split=d.shapes_split, image_ratio=d.image_ratio,
                              partial_captions=d.partial_captions)
         sampler = BucketBatchSampler(world.entries, world.buckets, d.batch_size, image_ratio=d.image_ratio,
                                      seed=config.seed, rank=rank, world_size=world_size)
