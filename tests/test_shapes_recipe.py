@@ -252,7 +252,7 @@ def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained,
     run = {**TINY["dit_train"], "max_steps": 1}
     two = {**TINY, "more_clips": 3, "more_clips_from_run": 1, "dit_continue_train": [run]}
     recipe = ShapesRecipe.load(two).with_run_dir(tmp_path / "run")
-    for bad_run in (-1, 1):  # run 1 is the last: nothing would be left to train
+    for bad_run in (-1, 2):  # the recipe has runs 0 and 1
         with pytest.raises(ValueError, match="dit_run"):
             seed_from_model(recipe, root / "model", bad_run)
     with pytest.raises(FileNotFoundError, match="transformer"):
@@ -287,14 +287,16 @@ def test_a_seeded_decoder_run_is_continued_on_clips_of_the_whole_world(trained, 
     two = {**TINY, "dit_continue_train": [{**TINY["dit_train"], "max_steps": 1}], "decoder_continue_train": [world]}
     recipe = ShapesRecipe.load(two).with_run_dir(tmp_path / "run")
     with pytest.raises(ValueError, match="decoder_run"):
-        seed_from_model(recipe, root / "model", 0, decoder_run=1)  # the last decoder run: nothing left to train
-    seed_from_model(recipe, root / "model", 0, decoder_run=0)
+        seed_from_model(recipe, root / "model", 0, decoder_run=2)  # the recipe has decoder runs 0 and 1
+    seed_from_model(recipe, root / "model", 1, decoder_run=0)  # the last DiT run: the dit stage has nothing to do
+    assert runs_to_train(recipe, "dit") == []
     assert runs_to_train(recipe, "decoder") == [1]
     config = recipe.decoder_train_config(1)  # rendered on the fly, not the data stage's clips (there are none)
     assert (config.data.shapes, config.data.shapes_split, config.data.folder) == (4, "all", None)
     assert config.vae == str(recipe.root / "decoder" / "final" / "vae")
-    run_stages(recipe, ["decoder", "export"], export_to=tmp_path / "model", progress=False)
+    run_stages(recipe, ["dit", "decoder", "export"], export_to=tmp_path / "model", progress=False)
     assert not (recipe.root / "decoder" / "checkpoints").exists() and not (recipe.root / "data").exists()
+    assert not (recipe.root / "dit_continued" / "checkpoints").exists()
     given = CausalVAE.from_pretrained(root / "model" / "vae").state_dict()
     shipped = CausalVAE.from_pretrained(tmp_path / "model" / "vae").state_dict()
     assert all(torch.equal(v, shipped[k]) for k, v in given.items() if k.startswith(("encoder.", "quant_conv.")))

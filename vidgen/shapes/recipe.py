@@ -363,11 +363,10 @@ def seed_from_model(recipe: ShapesRecipe, folder: str | Path, dit_run: int, deco
     missing = [p for p in parts if not (folder / p).is_dir()]
     if missing:
         raise FileNotFoundError(f"{folder} is not a saved pipeline: it lacks {missing} (expected {list(parts)})")
-    for stage, run in (("dit", dit_run), ("decoder", decoder_run)):
+    for stage, run in (("dit", dit_run), ("decoder", decoder_run)):  # the last run: that stage has nothing to train
         n = len(recipe.run_names(stage)) if stage == "dit" or recipe.decoder_train is not None else 0
-        if run is not None and not 0 <= run < n - 1:
-            raise ValueError(f"{stage}_run must be a {stage} run the recipe continues from, 0..{n - 2} (it has {n} "
-                             f"runs), got {run}")
+        if run is not None and not 0 <= run < n:
+            raise ValueError(f"{stage}_run must be one of the recipe's {n} {stage} runs, 0..{n - 1}, got {run}")
     if decoder_run is not None:
         parts["vae"].append(f"{run_name('decoder', decoder_run)}/{FINAL}/vae")
     config = DiT.from_pretrained(folder / "transformer", dtype=torch.float32).config
