@@ -304,3 +304,15 @@ def test_a_seeded_decoder_run_is_continued_on_clips_of_the_whole_world(trained, 
     (tmp_path / "other" / "decoder").mkdir(parents=True)  # a decoder run already there is not replaced either
     with pytest.raises(FileExistsError, match="decoder'.*replaces nothing"):
         seed_from_model(recipe.with_run_dir(tmp_path / "other"), root / "model", 0, decoder_run=0)
+
+
+def test_the_shipped_recipe_never_shows_a_held_out_caption_to_a_model_that_reads_captions():
+    # Issue 7 holds out captions. Only the VAE's decoder, which reads none, may train on clips of the whole world,
+    # and only with the encoder frozen (the DiT's latent space stays the train split's).
+    recipe = ShapesRecipe.load(Path(__file__).resolve().parent.parent / "configs" / "shapes" / "recipe.yaml")
+    media = [recipe.dit_media_config()] + [recipe.more_media_config(j) for j in range(len(recipe.more_clips))]
+    assert all(c.data.shapes_split == "train" for c in media)  # what every DiT latent cache is computed from
+    assert all(recipe.dit_train_config(k).data.cache for k in range(len(recipe.run_names("dit"))))
+    decoders = [recipe.decoder_train_config(k) for k in range(len(recipe.run_names("decoder")))]
+    assert all(not c.train_vae_encoder and not c.train_text_encoder for c in decoders)
+    assert [c.data.shapes_split for c in decoders if c.data.shapes] == ["all"]  # the last run (docs/training_shapes)
