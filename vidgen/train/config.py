@@ -30,7 +30,8 @@ class DataConfig:
     # With shapes: the fraction of items captioned with one attribute left out (vidgen.shapes.dataset.item_caption).
     partial_captions: float = 0.0
     # With shapes: which captions its items are drawn from (vidgen.shapes.world.SPLITS). "all" includes the held-out
-    # ones: for the caption-free VAE's decoder only (docs/training_shapes.md), never for a model that reads captions.
+    # ones: the recipe uses it for the caption-free VAE decoder only (docs/training_shapes.md); a DiT trained on it
+    # has seen the held-out captions, and its held-out evaluation no longer means anything.
     shapes_split: str = "train"
     buckets: tuple[tuple[int, int, int], ...] = ((17, 64, 64),)  # (frames, height, width); frames = 1 + 4k
     fps: float | None = None  # clips are sampled at this frame rate (None: the file's own)
