@@ -373,9 +373,7 @@ def seed_from_model(recipe: ShapesRecipe, folder: str | Path, dit_run: int, deco
     if config != recipe.dit_model:
         raise ValueError(f"{folder / 'transformer'} is not the recipe's DiT: its config is {config}, the recipe's "
                          f"dit_model {recipe.dit_model}")
-    targets = {recipe.root / "text", recipe.root / run_name("dit", dit_run), recipe.root / "vae_normalized"}
-    if decoder_run is not None:
-        targets.add(recipe.root / run_name("decoder", decoder_run))
+    targets = {recipe.root / Path(t).parts[0] for copies in parts.values() for t in copies}  # text/, dit/, ...
     existing = sorted(str(t) for t in targets if t.exists())
     if existing:
         raise FileExistsError(f"{existing} already exist: seed_from_model starts a fresh run_dir, it replaces nothing")
