@@ -117,7 +117,8 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     if resume:
         start_path = manager.latest()
         if start_path is None:
-            log.warning("--resume: no usable checkpoint in %s; starting from scratch", manager.folder)
+            log.warning("--resume: no usable checkpoint in %s; starting at step 0 from the configured weights",
+                        manager.folder)
     elif manager.checkpoints():
         raise FileExistsError(f"{manager.folder} already holds checkpoints; pass --resume to continue that run, or "
                               "set output_dir to a new folder")
