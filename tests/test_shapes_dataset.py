@@ -73,6 +73,9 @@ def test_write_dataset_round_trips_and_never_clobbers(tmp_path):
         assert len(frames) == r["frames"] and r["fps"] == 8
         assert np.array_equal(frames, render_clip(ClipSpec(**r["spec"]), r["frames"]))  # lossless by default
         assert open(r["path"][:-4] + ".txt").read().strip() == r["caption"]
+        assert r["caption"] == ClipSpec(**r["spec"]).text  # full captions only: partial ones are a training option
+    with pytest.raises(TypeError, match="partial_captions"):
+        write_dataset(tmp_path / "partial", 2, partial_captions=0.5)
     with pytest.raises(FileExistsError, match="overwrite"):
         write_dataset(folder, 2, seed=2)
     assert len(read_manifest(folder)) == 4

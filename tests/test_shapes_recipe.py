@@ -1,5 +1,6 @@
 """The shapes recipe end to end on a minuscule config: every stage runs, resumes, and leaves a loadable pipeline."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def test_a_decoder_continuation_needs_the_first_decoder_run():
 def test_later_dit_runs_can_train_on_more_clips_rendered_on_the_fly(tmp_path):
     from vidgen.shapes.world import all_captions
 
-    more = {**TINY, "more_clips": 5, "more_clips_from_run": 1,
+    more = {**TINY, "more_clips": 5, "more_clips_from_run": 1, "more_clips_partial_captions": 0,
             "dit_continue_train": [{**TINY["dit_train"], "max_steps": 1}]}
     recipe = ShapesRecipe.load(more).with_run_dir(tmp_path / "run")
     assert [recipe.dit_train_config(run=k).data.cache for k in range(2)] == [
@@ -207,7 +208,7 @@ def test_later_dit_runs_can_train_on_more_clips_rendered_on_the_fly(tmp_path):
     captions = {s["caption"] for s in index["samples"]}
     assert captions != first and not captions & set(all_captions("heldout"))  # other clips (seed + 1), train split
     assert (recipe.root / "dit_continued" / "final" / "transformer").is_dir()
-    plain = {k: v for k, v in more.items() if k not in ("more_clips", "more_clips_from_run")}
+    plain = {k: v for k, v in more.items() if not k.startswith("more_clips")}
     for bad in ({"more_clips": 5}, {"more_clips_from_run": 1}, {"more_clips": 5, "more_clips_from_run": 2},
                 {"more_clips": [5, 4], "more_clips_from_run": [1]}, {"more_clips": [5, 0], "more_clips_from_run": [0, 1]},
                 {"more_clips": [5, 4], "more_clips_from_run": [1, 1]}, {"more_clips": "5", "more_clips_from_run": 1}):
@@ -234,12 +235,19 @@ def test_a_second_set_of_more_clips_serves_the_runs_from_its_own_on(tmp_path):
     assert [s["caption"] for s in first] != [s["caption"] for s in second]  # other clips: seed + 2
     assert all(s["caption"] in all_captions("train") for s in first)
     assert not any(s["caption"] in all_captions() for s in second)
-    for bad in ([0.5], [0.0, 1.5]):
+    for bad in ([0.5], [0.0, 1.5], None, [0.0, "0.5"], [0.0, True]):
         with pytest.raises(ValueError, match="more_clips_partial_captions"):
             ShapesRecipe.load({**sets, "more_clips_partial_captions": bad})
+    # Adding a set to a loaded recipe names its caption fraction too, like its start run.
+    with pytest.raises(ValueError, match="more_clips_partial_captions"):
+        dataclasses.replace(recipe, more_clips=(5, 4, 3), more_clips_from_run=(1, 2, 3))
+    added = dataclasses.replace(recipe, more_clips=(5, 4, 3), more_clips_from_run=(1, 2, 3),
+                                more_clips_partial_captions=(0.0, 1.0, 0.4))
+    assert [added.more_media_config(j).data.partial_captions for j in range(3)] == [0.0, 1.0, 0.4]
     # The scalar form is the one-set list; a count of 0 without a start run means no set.
-    one = ShapesRecipe.load({**TINY, "more_clips": 5, "more_clips_from_run": 0})
+    one = ShapesRecipe.load({**TINY, "more_clips": 5, "more_clips_from_run": 0, "more_clips_partial_captions": 0.5})
     assert one.more_clips == (5,) and one.more_clips_from_run == (0,) and one.dit_latents(0) == "latents_more"
+    assert one.more_clips_partial_captions == (0.5,)
     assert ShapesRecipe.load({**TINY, "more_clips": 0}).more_clips == ()
 
 
@@ -250,7 +258,8 @@ def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained,
 
     _, root = trained  # root / "model": the exported pipeline of a one-run recipe
     run = {**TINY["dit_train"], "max_steps": 1}
-    two = {**TINY, "more_clips": 3, "more_clips_from_run": 1, "dit_continue_train": [run]}
+    two = {**TINY, "more_clips": 3, "more_clips_from_run": 1, "more_clips_partial_captions": 0,
+           "dit_continue_train": [run]}
     recipe = ShapesRecipe.load(two).with_run_dir(tmp_path / "run")
     for bad_run in (-1, 2):  # the recipe has runs 0 and 1
         with pytest.raises(ValueError, match="dit_run"):

@@ -112,6 +112,9 @@ def write_dataset(
 ) -> Path:
     """Write items 0..n-1 of `ShapesDataset(n, seed, ...)` to `folder` as NNNNNN.mp4 + NNNNNN.txt + manifest.jsonl.
 
+    Captions on disk are always the full ones (`ClipSpec.text`): partial captions are a training-time option of the
+    on-the-fly source (`ShapesDataset(partial_captions=...)`, `data.partial_captions`), not a property of the data.
+
     Videos are H.264. `lossless` (default): RGB at CRF 0, decoded back exactly (PyAV, decord); training data should
     not carry codec error. Otherwise yuv420p at CRF 12, which plays everywhere but, at 64×64, subsampled chroma costs
     ~36 dB PSNR with errors up to ~90/255 at coloured edges. The folder appears complete or not at all; an existing

@@ -84,8 +84,9 @@ class ShapesRecipe:
     more_clips: int | tuple[int, ...] = 0
     more_clips_from_run: int | tuple[int, ...] | None = None
     # Per more-clips set: the fraction of its items captioned with one attribute left out (colour, shape, direction
-    # or background, e.g. "a circle moving up on a black background"; vidgen.shapes.dataset.item_caption). None: 0.
-    more_clips_partial_captions: tuple[float, ...] | None = None
+    # or background, e.g. "a circle moving up on a black background"; vidgen.shapes.dataset.item_caption); 0 for
+    # full captions only. Given with more_clips and more_clips_from_run, one entry per set (None: no sets).
+    more_clips_partial_captions: float | tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.vae_model.z_dim != self.dit_model.in_dim or self.dit_model.out_dim != self.dit_model.in_dim:
@@ -111,11 +112,13 @@ class ShapesRecipe:
             raise ValueError(f"more_clips (clip counts > 0) and more_clips_from_run (DiT runs in 0..{runs - 1}, "
                              f"increasing) go together, one per set, got {self.more_clips} and "
                              f"{self.more_clips_from_run}")
-        partial = (0.0,) * len(sets) if self.more_clips_partial_captions is None else tuple(
-            self.more_clips_partial_captions)
-        if len(partial) != len(sets) or any(not 0 <= p <= 1 for p in partial):
-            raise ValueError(f"more_clips_partial_captions gives one fraction in [0, 1] per more-clips set "
-                             f"({len(sets)}), got {self.more_clips_partial_captions}")
+        partial = self.more_clips_partial_captions
+        partial = () if partial is None else tuple(partial) if isinstance(partial, (list, tuple)) else (partial,)
+        if len(partial) != len(sets) or not all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in partial):
+            raise ValueError(f"more_clips_partial_captions goes with more_clips and more_clips_from_run: one fraction "
+                             f"in [0, 1] per more-clips set ({len(sets)}; 0 = full captions only), got "
+                             f"{self.more_clips_partial_captions}")
         object.__setattr__(self, "more_clips", sets)  # normalised: one entry per set
         object.__setattr__(self, "more_clips_from_run", starts)
         object.__setattr__(self, "more_clips_partial_captions", tuple(float(p) for p in partial))
