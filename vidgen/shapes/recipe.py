@@ -112,10 +112,9 @@ class ShapesRecipe:
             raise ValueError(f"more_clips (clip counts > 0) and more_clips_from_run (DiT runs in 0..{runs - 1}, "
                              f"increasing) go together, one per set, got {self.more_clips} and "
                              f"{self.more_clips_from_run}")
-        partial = self.more_clips_partial_captions
-        partial = () if partial is None else tuple(partial) if isinstance(partial, (list, tuple)) else (partial,)
-        if len(partial) != len(sets) or not all(
-                isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in partial):
+        partial = () if self.more_clips_partial_captions is None else self._as_tuple(
+            self.more_clips_partial_captions, "more_clips_partial_captions", (int, float))
+        if len(partial) != len(sets) or any(not 0 <= p <= 1 for p in partial):
             raise ValueError(f"more_clips_partial_captions goes with more_clips and more_clips_from_run: one fraction "
                              f"in [0, 1] per more-clips set ({len(sets)}; 0 = full captions only), got "
                              f"{self.more_clips_partial_captions}")
@@ -124,10 +123,12 @@ class ShapesRecipe:
         object.__setattr__(self, "more_clips_partial_captions", tuple(float(p) for p in partial))
 
     @staticmethod
-    def _as_tuple(value, name: str) -> tuple[int, ...]:
+    def _as_tuple(value, name: str, types: tuple[type, ...] = (int,)) -> tuple:
+        """A scalar or a list of `types` (never bool) as a tuple; else a ValueError naming `name`."""
         items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-            raise ValueError(f"{name} must be an integer or a list of integers, got {value!r}")
+        if not all(isinstance(v, types) and not isinstance(v, bool) for v in items):
+            kind = "an integer" if types == (int,) else "a number"
+            raise ValueError(f"{name} must be {kind} or a list of them, got {value!r}")
         return items
 
     @classmethod
