@@ -315,10 +315,11 @@ def test_a_seeded_decoder_run_is_continued_on_clips_of_the_whole_world(trained, 
         seed_from_model(recipe.with_run_dir(tmp_path / "other"), root / "model", 0, decoder_run=0)
 
 
-def test_the_shipped_recipe_never_shows_a_held_out_caption_to_a_model_that_reads_captions():
+@pytest.mark.parametrize("name", ["recipe.yaml", "recipe_2h.yaml"])
+def test_the_recipes_never_show_a_held_out_caption_to_a_model_that_reads_captions(name):
     # Issue 7 holds out captions. Only the VAE's decoder, which reads none, may train on clips of the whole world,
     # and only with the encoder frozen (the DiT's latent space stays the train split's).
-    recipe = ShapesRecipe.load(Path(__file__).resolve().parent.parent / "configs" / "shapes" / "recipe.yaml")
+    recipe = ShapesRecipe.load(Path(__file__).resolve().parent.parent / "configs" / "shapes" / name)
     media = [recipe.dit_media_config()] + [recipe.more_media_config(j) for j in range(len(recipe.more_clips))]
     assert all(c.data.shapes_split == "train" for c in media)  # what every DiT latent cache is computed from
     assert all(recipe.dit_train_config(k).data.cache for k in range(len(recipe.run_names("dit"))))
@@ -326,3 +327,35 @@ def test_the_shipped_recipe_never_shows_a_held_out_caption_to_a_model_that_reads
     assert all(not c.train_vae_encoder and not c.train_text_encoder for c in decoders)
     splits = [c.data.shapes_split if c.data.shapes else "train" for c in decoders]
     assert splits[-1] == "all" and splits == sorted(splits, key="train all".split().index)  # the last runs only
+
+
+def test_the_two_hour_script_runs_every_stage_and_exports_beside_the_run(tmp_path):
+    # scripts/train_shapes_2h.sh on a minuscule recipe of the same form: one DiT run on more clips, one decoder run
+    # on the whole world beside latents and dit; it exports into the run folder, not the shipped model's.
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from safetensors.torch import load_file
+
+    from vidgen.pipeline import VideoPipeline
+
+    config = {**TINY, "run_dir": str(tmp_path / "run"), "more_clips": [4], "more_clips_from_run": [0],
+              "more_clips_partial_captions": [0.0],
+              "decoder_train": {**TINY["decoder_train"], "data": {"shapes": 4, "shapes_split": "all",
+                                                                  "buckets": [[5, 32, 32]], "batch_size": 2}},
+              "dit_train": {**TINY["dit_train"], "flow": {"shift": 3.0}}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    script = Path(__file__).resolve().parent.parent / "scripts" / "train_shapes_2h.sh"
+    env = {**os.environ, "CONFIG": str(tmp_path / "tiny.yaml"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run = tmp_path / "run"
+    assert not (run / "latents").exists() and (run / "latents_more").is_dir()  # the DiT's one run needs only these
+    assert (run / "decoder" / "final" / "vae").is_dir() and (run / "dit" / "final" / "transformer").is_dir()
+    pipe = VideoPipeline.from_pretrained(run / "pipeline")
+    assert pipe.dit.config.dim == TINY["dit_model"]["dim"]
+    trained = load_file(str(run / "decoder" / "final" / "vae" / "model.safetensors"))
+    decoder = {k: v for k, v in pipe.vae.state_dict().items() if k.startswith("decoder.")}
+    assert decoder and all(torch.equal(v, trained[k]) for k, v in decoder.items())  # the decoder run's weights
