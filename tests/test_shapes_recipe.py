@@ -288,7 +288,7 @@ def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained,
 def test_a_seeded_decoder_run_is_continued_on_clips_of_the_whole_world(trained, tmp_path):
     from causal_vae import CausalVAE
 
-    from vidgen.shapes.recipe import runs_to_train, seed_from_model
+    from vidgen.shapes.recipe import runs_to_train, seed_from_model, stage_decoder
 
     _, root = trained
     world = {"task": "vae", "data": {"shapes": 4, "shapes_split": "all", "buckets": [[5, 32, 32]], "batch_size": 2},
@@ -310,6 +310,11 @@ def test_a_seeded_decoder_run_is_continued_on_clips_of_the_whole_world(trained, 
     shipped = CausalVAE.from_pretrained(tmp_path / "model" / "vae").state_dict()
     assert all(torch.equal(v, shipped[k]) for k, v in given.items() if k.startswith(("encoder.", "quant_conv.")))
     assert any(not torch.equal(v, shipped[k]) for k, v in given.items() if k.startswith("decoder."))
+    last = recipe.with_run_dir(tmp_path / "last")  # every decoder run seeded: the stage trains nothing
+    seed_from_model(last, root / "model", 1, decoder_run=1)
+    assert runs_to_train(last, "decoder") == []
+    assert stage_decoder(last, progress=False) == last.root / "decoder_continued" / "final" / "vae"
+    assert not any((last.root / name / "checkpoints").exists() for name in ("decoder", "decoder_continued"))
     (tmp_path / "other" / "decoder").mkdir(parents=True)  # a decoder run already there is not replaced either
     with pytest.raises(FileExistsError, match="decoder'.*replaces nothing"):
         seed_from_model(recipe.with_run_dir(tmp_path / "other"), root / "model", 0, decoder_run=0)
