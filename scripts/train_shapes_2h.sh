@@ -7,16 +7,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
 config=${CONFIG:-configs/shapes/recipe_2h.yaml}
-run_dir=$(python -c "import sys; from vidgen.shapes.recipe import ShapesRecipe; print(ShapesRecipe.load(sys.argv[1]).root)" "$config")
+run_dir=$(python -c "import sys; from vidgen.shapes.recipe import ShapesRecipe as R; print(R.load(sys.argv[1]).root)" \
+  "$config")
 export_to=${1:-$run_dir/pipeline}
-stage() { echo "$(date -u +%FT%TZ) start: $*"; python scripts/train_shapes.py --config "$config" --no-progress "$@"; echo "$(date -u +%FT%TZ) done: $*"; }
+stage() {
+  echo "$(date -u +%FT%TZ) start: $*"
+  python scripts/train_shapes.py --config "$config" --no-progress "$@"
+  echo "$(date -u +%FT%TZ) done: $*"
+}
+# A stage that fails stops the others still running beside it (they resume when the script is rerun).
+trap 'for j in $(jobs -p); do pkill -P "$j"; kill "$j"; done 2>/dev/null; true' EXIT
 
 stage data vae --threads 2
 # The latents stage first writes vae_normalized/ (seconds), the decoder's starting point, then encodes the DiT's clips.
 stage latents --threads 1 &
 latents=$!
 while [ ! -d "$run_dir/vae_normalized" ]; do
-  kill -0 "$latents" 2>/dev/null || { wait "$latents"; echo "the latents stage ended without vae_normalized/" >&2; exit 1; }
+  kill -0 "$latents" 2>/dev/null || { echo "the latents stage ended without writing vae_normalized/" >&2; exit 1; }
   sleep 5
 done
 stage decoder --threads 1 &

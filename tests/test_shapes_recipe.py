@@ -353,7 +353,8 @@ def test_the_two_hour_script_runs_every_stage_and_exports_beside_the_run(tmp_pat
               "dit_train": {**TINY["dit_train"], "flow": {"shift": 3.0}}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     script = Path(__file__).resolve().parent.parent / "scripts" / "train_shapes_2h.sh"
-    env = {**os.environ, "CONFIG": str(tmp_path / "tiny.yaml"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "CONFIG": str(tmp_path / "tiny.yaml"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     run = tmp_path / "run"
