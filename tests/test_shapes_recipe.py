@@ -365,3 +365,19 @@ def test_the_two_hour_script_runs_every_stage_and_exports_beside_the_run(tmp_pat
     trained = load_file(str(run / "decoder" / "final" / "vae" / "model.safetensors"))
     decoder = {k: v for k, v in pipe.vae.state_dict().items() if k.startswith("decoder.")}
     assert decoder and all(torch.equal(v, trained[k]) for k, v in decoder.items())  # the decoder run's weights
+
+
+def test_a_recipe_file_can_start_from_a_base_recipe_and_replace_whole_sections(tmp_path):
+    import yaml
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**TINY, "run_dir": "base_run"}))
+    faster = {"base": "base.yaml", "run_dir": "fast_run", "dit_train": {**TINY["dit_train"], "flow": {"shift": 3.0}}}
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(faster))
+    base, fast = ShapesRecipe.load(tmp_path / "base.yaml"), ShapesRecipe.load(tmp_path / "fast.yaml")
+    assert (fast.run_dir, fast.dit_train.flow.shift, base.dit_train.flow.shift) == ("fast_run", 3.0, 1.0)
+    assert dataclasses.replace(fast, run_dir="base_run", dit_train=base.dit_train) == base  # the rest is the base's
+    (tmp_path / "orphan.yaml").write_text(yaml.safe_dump({**faster, "base": "missing.yaml"}))
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        ShapesRecipe.load(tmp_path / "orphan.yaml")
+    with pytest.raises(ValueError, match="base"):
+        ShapesRecipe.load({**TINY, "base": "base.yaml"})

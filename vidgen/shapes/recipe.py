@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from causal_vae.config import VAEConfig
-from vidgen.config_io import from_dict
+from vidgen.config_io import from_dict, read_mapping
 from vidgen.dit.config import DiTConfig
 from vidgen.files import atomic_folder
 from vidgen.pipeline import PipelineConfig
@@ -133,7 +133,9 @@ class ShapesRecipe:
 
     @classmethod
     def load(cls, source) -> "ShapesRecipe":
-        return from_dict(cls, source)
+        """From a mapping or a YAML/JSON file. A file may start from another recipe file, `base: NAME` (relative to
+        it): the base's sections, each section the file gives replacing the base's whole."""
+        return from_dict(cls, _read_recipe(source), where=None if isinstance(source, dict) else str(source))
 
     def with_run_dir(self, run_dir: str | Path) -> "ShapesRecipe":
         return dataclasses.replace(self, run_dir=str(run_dir))
@@ -221,6 +223,17 @@ class ShapesRecipe:
         data = dataclasses.replace(c.data, folder=str(self.root / "data"), cache=None, buckets=buckets,
                                    images_from_videos=True, random_crop=False)
         return dataclasses.replace(c, data=data)
+
+
+def _read_recipe(source) -> dict:
+    """A recipe's mapping, its `base:` file's sections first (recursively), then its own."""
+    data = read_mapping(source)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if isinstance(source, dict):
+        raise ValueError(f"base: {base!r} names a recipe file relative to this one; a mapping has no file")
+    return {**_read_recipe(Path(source).parent / base), **data}
 
 
 def more_latents_name(j: int) -> str:
