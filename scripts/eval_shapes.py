@@ -1,6 +1,6 @@
 """Evaluate a shapes-world model (default: the embedded one) and write the `eval_shapes` section of docs/benchmarks.md.
 
-    python scripts/eval_shapes.py [--model DIR] [--parts t2v t2i vae f2v long] [--no-write]
+    python scripts/eval_shapes.py [--model DIR] [--parts t2v t2i vae roundtrip f2v long] [--no-write]
 """
 
 import argparse
@@ -18,7 +18,7 @@ from vidgen.benchmarking import machine_info, write_section
 from vidgen.cli import DEMO_PROMPT
 from vidgen.shapes.evaluate import EvalConfig, evaluate, to_markdown
 
-PARTS = ("t2v", "t2i", "vae", "f2v", "long")
+PARTS = ("t2v", "t2i", "vae", "roundtrip", "f2v", "long")
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
 parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))

@@ -124,11 +124,12 @@ def test_evaluation_runs_on_the_recipes_model(trained):
 
     _, root = trained
     pipe = VideoPipeline.from_pretrained(root / "model")
-    cfg = EvalConfig(seen_clips=2, heldout_clips=2, images=2, vae_clips=1, f2v_clips=1, long_videos=1,
-                     long_segments=2, batch_size=2)
-    result = evaluate(pipe, cfg, ("t2v", "t2i", "vae", "f2v"))  # 5-frame windows are too short to chain
+    cfg = EvalConfig(seen_clips=2, heldout_clips=2, images=2, vae_clips=1, roundtrip_clips=3, f2v_clips=1,
+                     long_videos=1, long_segments=2, batch_size=2)
+    result = evaluate(pipe, cfg, ("t2v", "t2i", "vae", "roundtrip", "f2v"))  # 5-frame windows are too short to chain
     assert set(result.t2v) == {"train", "heldout"} and result.t2v["train"]["n"] == 2
     assert result.vae_psnr > 0 and result.f2v["n"] == 1
+    assert set(result.roundtrip) == {"circle", "square", "triangle", "n"} and result.roundtrip["n"] == 3
     table = to_markdown(result, "tiny")
     assert "held-out" in table and "VAE reconstruction PSNR" in table
 

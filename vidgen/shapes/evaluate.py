@@ -2,7 +2,8 @@
 
 - text-to-video: clips from seen and held-out captions, judged by `vidgen.shapes.judge` (colour, shape, direction);
 - text-to-image: single frames, colour and shape;
-- VAE reconstruction PSNR on fresh clips (a seed no training data uses);
+- VAE reconstruction PSNR on fresh clips (a seed no training data uses), and the shapes the judge reads in those round
+  trips: a generated clip cannot be judged better than its VAE draws it;
 - frame-to-video: the first frame of a fresh clip given as `image=`; PSNR of the generated first frame against it,
   and whether the clip then moves the captioned way;
 - long video (8 chained segments): colour drift (ΔE), seam jump and the fraction of frames with exactly one object.
@@ -34,6 +35,7 @@ class EvalConfig:
     heldout_clips: int = 42  # 2 per held-out caption (21 of them)
     images: int = 24
     vae_clips: int = 16
+    roundtrip_clips: int = 48  # VAE round trips judged for shape: the shapes in turn (16 each), any caption
     f2v_clips: int = 16
     long_segments: int = 8
     long_videos: int = 8  # 2 (~260 frames) put two decoders on either side of the 98% target; on 8 both read 99.1%
@@ -46,6 +48,7 @@ class EvalResult:
     t2v: dict = field(default_factory=dict)  # split → judge scores
     t2i: dict = field(default_factory=dict)
     vae_psnr: float = math.nan
+    roundtrip: dict = field(default_factory=dict)  # shape → fraction of round trips judged that shape, and "n"
     f2v: dict = field(default_factory=dict)
     long: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
@@ -105,6 +108,27 @@ def eval_vae(vae, cfg: EvalConfig, frames: int, size: int) -> float:
     return float(np.mean(scores))
 
 
+@torch.no_grad()
+def eval_vae_shapes(vae, cfg: EvalConfig, frames: int, size: int) -> dict:
+    """Per shape, the fraction of fresh clips (whole world; the shapes in turn, each with a random caption) that the
+    judge still reads as that shape after decode(encode(x)): the corners a decoder rounds off show here first."""
+    rng = np.random.default_rng(cfg.seed + 4)
+    by_shape: dict[str, list[str]] = {}
+    for caption in all_captions("all"):
+        by_shape.setdefault(parse_caption(caption).shape, []).append(caption)
+    shapes = sorted(by_shape)
+    orders = {k: rng.permutation(len(v)) for k, v in by_shape.items()}
+    right: dict[str, list[bool]] = {}
+    for i in range(cfg.roundtrip_clips):
+        shape = shapes[i % len(shapes)]
+        caption = by_shape[shape][orders[shape][(i // len(shapes)) % len(by_shape[shape])]]
+        clip = render_clip(sample_spec(rng, "all", caption), frames, size)  # (T, H, W, 3) uint8
+        x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, T, H, W)
+        y = vae.decode(vae.encode(x.to(vae.device)))[0].permute(1, 2, 3, 0).float().cpu().numpy()  # (T, H, W, 3)
+        right.setdefault(shape, []).append(judge_clip(((y + 1) / 2).clip(0, 1)).shape == shape)
+    return {k: float(np.mean(v)) for k, v in sorted(right.items())} | {"n": float(cfg.roundtrip_clips)}
+
+
 def eval_frame_to_video(pipe, cfg: EvalConfig, frames: int, size: int) -> dict:
     """First-frame PSNR of frame-to-video, and the judge's direction accuracy on those clips."""
     psnrs, right = [], []
@@ -146,8 +170,8 @@ def long_video_available() -> bool:
     return True
 
 
-def evaluate(pipe, cfg: EvalConfig = EvalConfig(), parts: tuple[str, ...] = ("t2v", "t2i", "vae", "f2v", "long")
-             ) -> EvalResult:
+def evaluate(pipe, cfg: EvalConfig = EvalConfig(),
+             parts: tuple[str, ...] = ("t2v", "t2i", "vae", "roundtrip", "f2v", "long")) -> EvalResult:
     """Run the asked-for parts on `pipe` (its own default size and frame count)."""
     c = pipe.config
     result = EvalResult()
@@ -155,6 +179,7 @@ def evaluate(pipe, cfg: EvalConfig = EvalConfig(), parts: tuple[str, ...] = ("t2
         "t2v": lambda: setattr(result, "t2v", eval_text_to_video(pipe, cfg)),
         "t2i": lambda: setattr(result, "t2i", eval_text_to_image(pipe, cfg)),
         "vae": lambda: setattr(result, "vae_psnr", eval_vae(pipe.vae, cfg, c.num_frames, c.height)),
+        "roundtrip": lambda: setattr(result, "roundtrip", eval_vae_shapes(pipe.vae, cfg, c.num_frames, c.height)),
         "f2v": lambda: setattr(result, "f2v", eval_frame_to_video(pipe, cfg, c.num_frames, c.height)),
         "long": lambda: setattr(result, "long", eval_long_video(pipe, cfg) if long_video_available() else {}),
     }
@@ -193,6 +218,10 @@ def to_markdown(r: EvalResult, model: str, readme_seconds: float | None = None) 
                      f"{_pct(r.t2i['colour'])} / {_pct(r.t2i['shape'])} / {_pct(r.t2i['background'])} | |")
     lines.append(f"| VAE reconstruction PSNR (fresh clips) | {r.vae_psnr:.1f} dB {_ok(r.vae_psnr, TARGETS['vae_psnr'])} "
                  f"| ≥ {TARGETS['vae_psnr']:.0f} dB |")
+    if r.roundtrip:
+        shapes = [k for k in r.roundtrip if k != "n"]
+        lines.append(f"| VAE round trips judged the right shape ({int(r.roundtrip['n'])} fresh clips): "
+                     f"{' / '.join(shapes)} | {' / '.join(_pct(r.roundtrip[k]) for k in shapes)} | |")
     if r.f2v:
         v = r.f2v["first_frame_psnr"]
         lines.append(f"| frame-to-video first-frame PSNR ({int(r.f2v['n'])} clips) | {v:.1f} dB "
