@@ -45,5 +45,5 @@ def test_round_trips_are_judged_per_shape_balanced_and_seeded():
 
 def test_the_round_trip_row_is_in_the_table():
     table = to_markdown(EvalResult(roundtrip={"circle": 1.0, "square": 0.75, "triangle": 0.5, "n": 48.0}), "m")
-    assert "| VAE round trips judged the right shape (48 fresh clips): circle / square / triangle | 100% / 75% / 50% |" \
-        in table
+    row = "| VAE round trips judged the right shape (48 fresh clips): circle / square / triangle | 100% / 75% / 50% |"
+    assert row in table
