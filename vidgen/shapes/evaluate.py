@@ -2,8 +2,8 @@
 
 - text-to-video: clips from seen and held-out captions, judged by `vidgen.shapes.judge` (colour, shape, direction);
 - text-to-image: single frames, colour and shape;
-- VAE reconstruction PSNR on fresh clips (a seed no training data uses), and the shapes the judge reads in those round
-  trips: a generated clip cannot be judged better than its VAE draws it;
+- VAE reconstruction PSNR on fresh clips (a seed no training data uses); the shapes the judge reads in round trips of
+  more fresh clips, the shapes in turn: a generated clip cannot be judged better than its VAE draws it;
 - frame-to-video: the first frame of a fresh clip given as `image=`; PSNR of the generated first frame against it,
   and whether the clip then moves the captioned way;
 - long video (8 chained segments): colour drift (ΔE), seam jump and the fraction of frames with exactly one object.
@@ -98,17 +98,21 @@ def fresh_clips(n: int, seed: int, frames: int, size: int) -> list[tuple[str, np
 
 
 @torch.no_grad()
+def round_trip(vae, clip: np.ndarray) -> np.ndarray:
+    """decode(encode(clip)) for one uint8 clip (T, H, W, 3), as floats (T, H, W, 3) in [-1, 1] (unclipped)."""
+    x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, T, H, W)
+    return vae.decode(vae.encode(x.to(vae.device)))[0].permute(1, 2, 3, 0).float().cpu().numpy()  # (T, H, W, 3)
+
+
 def eval_vae(vae, cfg: EvalConfig, frames: int, size: int) -> float:
     """Mean PSNR (dB, over clips) of decode(encode(x)) against x, on [0, 255] pixels."""
     scores = []
     for _, clip in fresh_clips(cfg.vae_clips, cfg.seed + 2, frames, size):
-        x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, T, H, W)
-        y = vae.decode(vae.encode(x.to(vae.device)))[0].permute(1, 2, 3, 0).float().cpu().numpy()  # (T, H, W, 3)
+        y = round_trip(vae, clip)
         scores.append(psnr(np.rint((y + 1) * 127.5).clip(0, 255).astype(np.uint8), clip))
     return float(np.mean(scores))
 
 
-@torch.no_grad()
 def eval_vae_shapes(vae, cfg: EvalConfig, frames: int, size: int) -> dict:
     """Per shape, the fraction of fresh clips (whole world; the shapes in turn, each with a random caption) that the
     judge still reads as that shape after decode(encode(x)): the corners a decoder rounds off show here first."""
@@ -122,9 +126,7 @@ def eval_vae_shapes(vae, cfg: EvalConfig, frames: int, size: int) -> dict:
     for i in range(cfg.roundtrip_clips):
         shape = shapes[i % len(shapes)]
         caption = by_shape[shape][orders[shape][(i // len(shapes)) % len(by_shape[shape])]]
-        clip = render_clip(sample_spec(rng, "all", caption), frames, size)  # (T, H, W, 3) uint8
-        x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, T, H, W)
-        y = vae.decode(vae.encode(x.to(vae.device)))[0].permute(1, 2, 3, 0).float().cpu().numpy()  # (T, H, W, 3)
+        y = round_trip(vae, render_clip(sample_spec(rng, "all", caption), frames, size))
         right.setdefault(shape, []).append(judge_clip(((y + 1) / 2).clip(0, 1)).shape == shape)
     return {k: float(np.mean(v)) for k, v in sorted(right.items())} | {"n": float(cfg.roundtrip_clips)}
 
