@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +136,7 @@ class ShapesRecipe:
     def load(cls, source) -> "ShapesRecipe":
         """From a mapping or a YAML/JSON file. A file may start from another recipe file, `base: NAME` (relative to
         it): the base's sections, each section the file gives replacing the base's whole."""
-        return from_dict(cls, _read_recipe(source), where=None if isinstance(source, dict) else str(source))
+        return from_dict(cls, _read_recipe(source), where=None if isinstance(source, Mapping) else str(source))
 
     def with_run_dir(self, run_dir: str | Path) -> "ShapesRecipe":
         return dataclasses.replace(self, run_dir=str(run_dir))
@@ -231,7 +232,7 @@ def _read_recipe(source) -> dict:
     base = data.pop("base", None)
     if base is None:
         return data
-    if isinstance(source, dict):
+    if isinstance(source, Mapping):
         raise ValueError(f"base: {base!r} names a recipe file relative to this one; a mapping has no file")
     return {**_read_recipe(Path(source).parent / base), **data}
 
