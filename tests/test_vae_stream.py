@@ -164,3 +164,36 @@ def test_fast_cpu_conv_matches_stock_conv():
         stock = conv3d(conv, x, fast=False)
         fast = conv3d(conv, x, fast=True)
     torch.testing.assert_close(fast, stock, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rms_norm_is_f_normalize_with_and_without_gradients(dtype):
+    """RMSNorm's sum-of-squares form (fast on CPU) computes what F.normalize does, values and gradients, an all-zero
+    channel vector included (both give 0 there and divide by the same 1e-12 floor)."""
+    import torch.nn.functional as F
+
+    from causal_vae.layers import RMSNorm
+
+    norm = RMSNorm(6)
+    with torch.no_grad():
+        norm.gamma.copy_(torch.rand(6, 1, 1, 1) + 0.5)
+    norm.to(dtype)  # as a bf16 model runs it: its gamma in bf16 too
+    x = torch.randn(2, 6, 3, 5, 4).to(dtype)
+    x[0, :, 1, 2, 3] = 0
+    x.requires_grad_(True)
+
+    def reference(v):
+        return F.normalize(v.float(), dim=1).to(v.dtype) * norm.scale * norm.gamma
+
+    up = torch.randn(x.shape).to(dtype)
+    for silu in (False, True):
+        ours, ref = norm(x, silu=silu), reference(x)
+        ref = F.silu(ref) if silu else ref
+        tol = {"atol": 1e-6, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+        torch.testing.assert_close(ours, ref, **tol)
+        g_ours, = torch.autograd.grad(ours, x, up)
+        g_ref, = torch.autograd.grad(ref, x, up)
+        torch.testing.assert_close(g_ours, g_ref, **tol)
+        with torch.no_grad():
+            torch.testing.assert_close(norm(x, silu=silu), ref, **tol)
+    assert (norm(x)[0, :, 1, 2, 3] == 0).all()
