@@ -1,4 +1,5 @@
-"""CausalVAE vs diffusers' AutoencoderKLWan: encode, decode (one-shot and streamed), and streaming memory over length.
+"""CausalVAE vs diffusers' AutoencoderKLWan: encode, decode (one-shot and streamed), a decoder training step, and
+streaming memory over length.
 
 Both load the same saved diffusers folder (random weights, every layer perturbed so none is the zero-init identity).
 Ours takes and returns normalised latents; the reference gets the same numbers de-normalised.
@@ -56,21 +57,40 @@ def _stats(cfg: VAEConfig, like: torch.Tensor):
 
 
 def op_fns(impl: str, folder: str, cfg: VAEConfig, video_shape, dtype=torch.float32, device="cpu"):
-    """{op: callable} for encode, decode and streamed decode of one implementation on fixed inputs."""
+    """{op: callable} for encode, decode, streamed decode and a decoder training step of one implementation on fixed
+    inputs."""
     vae = load(impl, folder, dtype, device)
     torch.manual_seed(0)
     video = (torch.rand(video_shape) * 2 - 1).to(device, dtype)
     b, _, t, h, w = video_shape
     z = torch.randn(b, cfg.z_dim, 1 + (t - 1) // 4, h // 8, w // 8).to(device, dtype)
     mean, std = _stats(cfg, z)
+    # Raw latents → pixels with gradients, clamped to [-1, 1] as diffusers' decode does, so the gradients compare.
+    if impl == "ours":
+        def decode_raw(raw):
+            return vae.decode_raw(raw).clamp(-1, 1)
+    else:
+        def decode_raw(raw):
+            return vae.decode(raw).sample
+
+    def train_decode():
+        """A decoder training step's work: decode recording gradients, backward of a loss; → d loss / d latents."""
+        with torch.enable_grad():
+            raw = (z * std + mean).requires_grad_(True)
+            decode_raw(raw).float().square().mean().backward()
+        vae.zero_grad(set_to_none=True)
+        return raw.grad
+
     if impl == "ours":
         def stream():  # one latent frame at a time; each pixel chunk is dropped (a sink)
             for _ in vae.stream_decode(z[:, :, i:i + 1] for i in range(z.shape[2])):
                 pass
-        return {"encode": lambda: vae.encode(video), "decode": lambda: vae.decode(z), "stream decode": stream}
+        return {"encode": lambda: vae.encode(video), "decode": lambda: vae.decode(z), "stream decode": stream,
+                "train decode": train_decode}
     return {"encode": lambda: (vae.encode(video).latent_dist.mean - mean) / std,
             "decode": lambda: vae.decode(z * std + mean).sample,
-            "stream decode": lambda: vae.decode(z * std + mean).sample}  # no streaming API: one-shot
+            "stream decode": lambda: vae.decode(z * std + mean).sample,  # no streaming API: one-shot
+            "train decode": train_decode}
 
 
 def op_peak(impl: str, folder: str, op: str, video_shape, device: str) -> float:
@@ -85,15 +105,16 @@ def bench_ops(folder: str, cfg: VAEConfig, video_shape, dtype_name: str, device,
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     ours, ref = op_fns("ours", folder, cfg, video_shape, dtype, device), op_fns("diffusers", folder, cfg,
                                                                               video_shape, dtype, device)
-    ops = ("encode", "decode", "stream decode") if memory is not None else ("encode", "decode")
+    ops = ("encode", "decode", "stream decode", "train decode") if memory is not None else ("encode", "decode")
     with torch.no_grad():
-        diffs = {op: rel_diff(ours[op](), ref[op]()) for op in ("encode", "decode")}
+        diffs = {op: rel_diff(ours[op](), ref[op]()) for op in ("encode", "decode", "train decode")}
     diffs["stream decode"] = diffs["decode"]  # chunks of the same decode (tests/test_vae_stream.py)
     fns = {f"{impl} {op}": f[op] for op in ops for impl, f in (("ours", ours), ("diffusers", ref))}
     times = time_pair(fns, device, repeats)
     rows = []
     for op in ops:
-        name = {"stream decode": "VAE decode streamed (ours per latent frame; diffusers one-shot)"}.get(op, f"VAE {op}")
+        name = {"stream decode": "VAE decode streamed (ours per latent frame; diffusers one-shot)",
+                "train decode": "VAE decoder training step (decode with gradients, backward)"}.get(op, f"VAE {op}")
         row = Row(f"{name}, {label}", dtype_name, times[f"ours {op}"], times[f"diffusers {op}"], diffs[op])
         if memory is not None:
             row.ours_mib, row.ref_mib = (memory(op_peak, impl, folder, op, video_shape, str(device))
