@@ -50,3 +50,13 @@ def test_subset_writes_a_lean_section_and_the_full_run_keeps_its_notes():
     full = _report(parse_args([]), [row], ["stream table"], 60.0)
     assert "Same configs" in full and full.endswith(NOTES)
     assert "stream table" in full and row.markdown() in full
+
+
+@pytest.mark.parametrize("has_units", [True, False])
+def test_machine_line_says_whether_the_cpu_has_bf16_units(monkeypatch, has_units):
+    # The notes' bf16 findings hold on a CPU without bf16 matmul units only: the table says which kind it ran on.
+    import vidgen.bench.run as run
+
+    monkeypatch.setattr(run, "cpu_has_half_matmul", lambda: has_units)
+    line = _report(parse_args(["--only", "dit"]), [], [], 60.0).splitlines()[2]
+    assert f"bf16 matmul units: {'yes' if has_units else 'no'}; device cpu" in line

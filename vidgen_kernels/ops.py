@@ -14,7 +14,7 @@ HALF = (torch.bfloat16, torch.float16)
 
 
 @functools.cache
-def _cpu_has_half_matmul() -> bool:
+def cpu_has_half_matmul() -> bool:
     """Whether oneDNN has native bf16 matmul on this CPU (AVX512-BF16 or AMX)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -35,7 +35,7 @@ def upcast_on_cpu(x: torch.Tensor) -> torch.dtype | None:
     dtype = x.dtype
     if dtype not in HALF and torch.is_autocast_enabled("cpu"):
         dtype = torch.get_autocast_dtype("cpu")
-    if dtype not in HALF or _cpu_has_half_matmul():
+    if dtype not in HALF or cpu_has_half_matmul():
         return None
     return dtype
 

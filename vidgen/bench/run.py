@@ -16,6 +16,7 @@ import torch
 
 from vidgen.bench.common import TABLE_HEAD, check_device
 from vidgen.benchmarking import machine_info, run_isolated, write_section
+from vidgen_kernels.ops import cpu_has_half_matmul
 
 PARTS = ("dit", "step", "vae", "stream", "cache")
 
@@ -143,8 +144,10 @@ def _report(args, rows, extra, seconds: float) -> str:
     """The full run: title, machine, method, configs, table, extra tables, notes. A subset (`--only`): one line
     saying what was run (machine and the configs of the parts run), then its table(s)."""
     full = set(args.parts) == set(PARTS)
-    machine = (f"Machine: {machine_info()}; device {args.device}; 1-minute load average {os.getloadavg()[0]:.1f} at "
-               f"the end; whole run {seconds / 60:.1f} min{' — QUICK, not representative' if args.quick else ''}.")
+    units = f"; bf16 matmul units: {'yes' if cpu_has_half_matmul() else 'no'}" if args.device == "cpu" else ""
+    machine = (f"Machine: {machine_info()}{units}; device {args.device}; 1-minute load average "
+               f"{os.getloadavg()[0]:.1f} at the end; whole run {seconds / 60:.1f} min"
+               f"{' — QUICK, not representative' if args.quick else ''}.")
     setup = _setup(args.parts)
     if full:
         method = METHOD.format(repeats=1 if args.quick else args.repeats)
@@ -197,8 +200,8 @@ Reading the table, and what changed (each change: prediction, then measurement, 
   524 ms against 34 ms with one thread: each parallel region waits for a descheduled thread, so a 2-thread run
   mostly counts scheduler waits and rewards whichever implementation issues fewer ops (the earlier `bench_dit`
   figures of 1.4× were of that kind). `--threads 2` is there for an idle machine.
-- **bf16 on a CPU without bf16 units** (this AVX2 EPYC: `torch.ops.mkldnn._is_mkldnn_bf16_supported()` is False).
-  A bf16 matmul there is emulated, ~10× slower than fp32 (80×192 @ 192×768: 3.1 ms vs 0.34 ms with the
+- **bf16 on a CPU without bf16 units** (`torch.ops.mkldnn._is_mkldnn_bf16_supported()` False: "bf16 matmul units:
+  no" in the machine line; measured on an AVX2 AMD EPYC). A bf16 matmul there is emulated, ~10× slower than fp32 (80×192 @ 192×768: 3.1 ms vs 0.34 ms with the
   conversions). Prediction: computing the DiT's linears in fp32 and rounding once (`vidgen_kernels.ops.linear`;
   the products of bf16 inputs are exact in fp32, both paths accumulate in fp32) takes the bf16 forward from 0.94× to
   ~0.3× of diffusers' time. Measured: see the bf16 DiT rows. Same for attention (SDPA in fp32: 140 vs 197 µs at 80
