@@ -200,13 +200,13 @@ Reading the table, and what changed (each change: prediction, then measurement, 
   524 ms against 34 ms with one thread: each parallel region waits for a descheduled thread, so a 2-thread run
   mostly counts scheduler waits and rewards whichever implementation issues fewer ops (the earlier `bench_dit`
   figures of 1.4× were of that kind). `--threads 2` is there for an idle machine.
-- **bf16 on a CPU without bf16 units** (`torch.ops.mkldnn._is_mkldnn_bf16_supported()` False: "bf16 matmul units:
-  no" in the machine line; measured on an AVX2 AMD EPYC). A bf16 matmul there is emulated, ~10× slower than fp32
-  (80×192 @ 192×768: 3.1 ms vs 0.34 ms with the conversions). Prediction: computing the DiT's linears in fp32 and rounding once (`vidgen_kernels.ops.linear`;
-  the products of bf16 inputs are exact in fp32, both paths accumulate in fp32) takes the bf16 forward from 0.94× to
-  ~0.3× of diffusers' time. Measured: see the bf16 DiT rows. Same for attention (SDPA in fp32: 140 vs 197 µs at 80
-  tokens). Price: bf16 peak memory above diffusers' (the fp32 copy of one weight and one output at a time); on a
-  CPU with bf16 units, or CUDA, the native path runs and nothing is copied.
+- **bf16 on a CPU without bf16 units** (`torch.ops.mkldnn._is_mkldnn_bf16_supported()` False: "bf16 matmul units: no"
+  in the machine line; measured on an AVX2 AMD EPYC). A bf16 matmul there is emulated, ~10× slower than fp32 (80×192 @
+  192×768: 3.1 ms vs 0.34 ms with the conversions). Prediction: computing the DiT's linears in fp32 and rounding once
+  (`vidgen_kernels.ops.linear`; the products of bf16 inputs are exact in fp32, both paths accumulate in fp32) takes
+  the bf16 forward from 0.94× to ~0.3× of diffusers' time. Measured: see the bf16 DiT rows. Same for attention (SDPA
+  in fp32: 140 vs 197 µs at 80 tokens). Price: bf16 peak memory above diffusers' (the fp32 copy of one weight and one
+  output at a time); on a CPU with bf16 units, or CUDA, the native path runs and nothing is copied.
 - **fp32 DiT forward on the same arithmetic: at parity** (the `medium_unpadded` rows). Both implementations run
   the same matmuls, which take 50–80% of the time at ~80 GFLOP/s, the fp32 peak of one AVX2 core (see the matmul
   column); the fused q|k|v, complex RoPE and addcmul modulation save dispatches (which is what a contended 2-thread
