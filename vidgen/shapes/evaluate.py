@@ -42,16 +42,27 @@ class EvalConfig:
     batch_size: int = 8
     seed: int = EVAL_SEED
 
+    def __post_init__(self):
+        for name in ("seen_clips", "heldout_clips", "images", "vae_clips", "roundtrip_clips", "f2v_clips",
+                     "long_segments", "long_videos", "batch_size", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"EvalConfig.{name} must be an integer ≥ 0, got {value!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"EvalConfig.batch_size must be ≥ 1, got {self.batch_size}")
+
 
 @dataclass
 class EvalResult:
     t2v: dict = field(default_factory=dict)  # split → judge scores
+    t2v_shapes: dict = field(default_factory=dict)  # split → captioned shape → (fraction judged that shape, clips)
     t2i: dict = field(default_factory=dict)
     vae_psnr: float = math.nan
     roundtrip: dict = field(default_factory=dict)  # shape → fraction of round trips judged that shape, and "n"
     f2v: dict = field(default_factory=dict)
     long: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    seed: int = EVAL_SEED  # the EvalConfig.seed it was measured with
 
 
 def eval_captions(n: int, split: str, rng: np.random.Generator) -> list[str]:
@@ -70,11 +81,29 @@ def generate_batches(pipe, prompts: list[str], seed: int, batch_size: int, **kwa
     return out
 
 
-def eval_text_to_video(pipe, cfg: EvalConfig) -> dict:
+def eval_text_to_video(pipe, cfg: EvalConfig) -> tuple[dict, dict]:
+    """Judge scores per split, and per split the fraction of each captioned shape judged right (with its count)."""
     rng = np.random.default_rng(cfg.seed)
     prompts = eval_captions(cfg.seen_clips, "train", rng) + eval_captions(cfg.heldout_clips, "heldout", rng)
     clips = generate_batches(pipe, prompts, cfg.seed, cfg.batch_size)
-    return score_by_split([judge_clip(c) for c in clips], prompts)
+    verdicts = [judge_clip(c) for c in clips]
+    return score_by_split(verdicts, prompts), shape_accuracy(verdicts, prompts)
+
+
+def shape_accuracy(verdicts, prompts: list[str]) -> dict:
+    """split ("train" / "heldout") → captioned shape → (fraction of its clips judged that shape, clips); a shape
+    without clips in a split is left out."""
+    if len(verdicts) != len(prompts):
+        raise ValueError(f"got {len(verdicts)} verdicts for {len(prompts)} captions; expected one verdict per clip")
+    tally: dict = {}
+    for verdict, caption in zip(verdicts, map(parse_caption, prompts)):
+        key = ("heldout" if caption.heldout else "train", caption.shape)
+        right, n = tally.get(key, (0, 0))
+        tally[key] = (right + (verdict.shape == caption.shape), n + 1)
+    out: dict = {}
+    for (split, shape), (right, n) in sorted(tally.items()):
+        out.setdefault(split, {})[shape] = (right / n, n)
+    return out
 
 
 def eval_text_to_image(pipe, cfg: EvalConfig) -> dict:
@@ -176,9 +205,13 @@ def evaluate(pipe, cfg: EvalConfig = EvalConfig(),
              parts: tuple[str, ...] = ("t2v", "t2i", "vae", "roundtrip", "f2v", "long")) -> EvalResult:
     """Run the asked-for parts on `pipe` (its own default size and frame count)."""
     c = pipe.config
-    result = EvalResult()
+    result = EvalResult(seed=cfg.seed)
+
+    def t2v():
+        result.t2v, result.t2v_shapes = eval_text_to_video(pipe, cfg)
+
     steps = {
-        "t2v": lambda: setattr(result, "t2v", eval_text_to_video(pipe, cfg)),
+        "t2v": t2v,
         "t2i": lambda: setattr(result, "t2i", eval_text_to_image(pipe, cfg)),
         "vae": lambda: setattr(result, "vae_psnr", eval_vae(pipe.vae, cfg, c.num_frames, c.height)),
         "roundtrip": lambda: setattr(result, "roundtrip", eval_vae_shapes(pipe.vae, cfg, c.num_frames, c.height)),
@@ -194,6 +227,11 @@ def evaluate(pipe, cfg: EvalConfig = EvalConfig(),
 
 def _pct(x) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
+
+
+def _stderr(p, n) -> str:
+    """±√(p(1−p)/n) in percentage points, for a rate p measured on n clips."""
+    return "–" if p is None or not n else f"±{100 * math.sqrt(p * (1 - p) / n):.1f} points"
 
 
 def _ok(value, target, higher=True) -> str:
@@ -213,7 +251,15 @@ def to_markdown(r: EvalResult, model: str, readme_seconds: float | None = None) 
                     f"≥ {_pct(target)} seen, ≥ {_pct(TARGETS['heldout'])} held-out |")
     for key in ("background", "all", "one_object"):
         rows.append(f"| text-to-video {key} | {_pct(seen.get(key))} | {_pct(held.get(key))} | |")
+    by_shape = [r.t2v_shapes.get(split, {}) for split in ("train", "heldout")]
+    shapes = sorted(set(by_shape[0]) | set(by_shape[1]))
+    if shapes:
+        cells = [" / ".join(_pct(b[k][0]) if k in b else "–" for k in shapes) for b in by_shape]
+        rows.append(f"| text-to-video shape: {' / '.join(shapes)} | {cells[0]} | {cells[1]} | |")
     rows.append(f"| clips judged | {int(seen.get('n', 0))} | {int(held.get('n', 0))} | ≥ 100 in all |")
+    if "shape" in seen or "shape" in held:  # binomial: how far a rate on this many clips may lie from the model's
+        errors = [_stderr(d.get("shape"), d.get("n")) for d in (seen, held)]
+        rows.append(f"| standard error of the shape rate | {errors[0]} | {errors[1]} | |")
     lines = ["| measure | value | target |", "|---|---:|---|"]
     if r.t2i:
         lines.append(f"| text-to-image colour / shape / background ({int(r.t2i['n'])} images) | "
@@ -241,5 +287,9 @@ def to_markdown(r: EvalResult, model: str, readme_seconds: float | None = None) 
         lines.append(f"| README main command, model load included | {readme_seconds:.1f} s {_ok(readme_seconds, 30, False)} "
                      "| ≤ 30 s on 2 cores |")
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items())
-    return (f"Model: `{model}`. Seeded (`EVAL_SEED` = {EVAL_SEED}); captions, noise and first frames differ from the "
+    return (f"Model: `{model}`. Seeded ({_seed_words(r.seed)}); captions, noise and first frames differ from the "
             f"training data. Evaluation time: {timing}.\n\n" + "\n".join(rows) + "\n\n" + "\n".join(lines))
+
+
+def _seed_words(seed: int) -> str:
+    return f"`EVAL_SEED` = {EVAL_SEED}" if seed == EVAL_SEED else f"seed {seed}, not the standard `EVAL_SEED` {EVAL_SEED}"
