@@ -3,9 +3,11 @@
     python scripts/eval_shapes.py [--model DIR] [--parts t2v t2i vae roundtrip f2v long] [--no-write]
 
 The standard text-to-video sample (72 seen, 42 held-out clips, `EVAL_SEED`) reads a seen rate near 85% to within a
-standard error of ~4 points; to compare two models more finely, judge more clips (and other captions and noise):
+standard error of ~4 points; to compare two models more finely, judge more clips, over several seeds (each its own
+captions and noise; docs/training_shapes.md's "seeds 777-782", 864 seen / 504 held-out clips):
 
-    python scripts/eval_shapes.py --model DIR --parts t2v --seen-clips 576 --heldout-clips 336 --seed 777 --no-write
+    python scripts/eval_shapes.py --model DIR --parts t2v --seen-clips 144 --heldout-clips 84 \
+        --seed 777 778 779 780 781 782 --no-write
 """
 
 import argparse
@@ -35,13 +37,16 @@ parser.add_argument("--seen-clips", type=int, default=EvalConfig.seen_clips,
                     help=f"text-to-video clips from seen captions (default {EvalConfig.seen_clips})")
 parser.add_argument("--heldout-clips", type=int, default=EvalConfig.heldout_clips,
                     help=f"text-to-video clips from held-out captions (default {EvalConfig.heldout_clips})")
-parser.add_argument("--seed", type=int, default=EvalConfig.seed,
-                    help="seed of the captions, noise and fresh clips (default: EVAL_SEED, the standard one)")
+parser.add_argument("--seed", type=int, nargs="+", default=[EvalConfig.seed],
+                    help="seed of the captions, noise and fresh clips (default: EVAL_SEED, the standard one); with "
+                         "several, text-to-video judges --seen-clips and --heldout-clips for each and pools them, "
+                         "and the other parts use the first")
 parser.add_argument("--no-readme-timing", action="store_true", help="skip timing the README's main command")
 parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
 args = parser.parse_args()
 try:
-    eval_config = EvalConfig(seen_clips=args.seen_clips, heldout_clips=args.heldout_clips, seed=args.seed)
+    eval_config = EvalConfig(seen_clips=args.seen_clips, heldout_clips=args.heldout_clips, seed=args.seed[0],
+                             t2v_seeds=tuple(args.seed) if len(args.seed) > 1 else ())
 except ValueError as e:
     parser.error(str(e))
 if "t2v" in args.parts and args.seen_clips + args.heldout_clips == 0:

@@ -1,6 +1,7 @@
 """scripts/eval_shapes.py's text-to-video report: sample size and seed, shape by shape, and the standard error, with a
 stand-in pipeline that draws the world's own clips (so the judge's answers are known)."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -49,6 +50,19 @@ def test_sample_size_and_seed_are_the_configs():
     assert [p for p, _ in other.calls] != [p for p, _ in pipe.calls]  # another seed draws other captions
 
 
+def test_several_seeds_are_judged_together():
+    cfg = EvalConfig(seen_clips=3, heldout_clips=2, batch_size=4, seed=5)
+    pooled = evaluate(_Renderer(shape="circle"), dataclasses.replace(cfg, t2v_seeds=(5, 9)), ("t2v",))
+    single = [evaluate(_Renderer(shape="circle"), dataclasses.replace(cfg, seed=s), ("t2v",)) for s in (5, 9)]
+    assert pooled.t2v["train"]["n"] == 6 and pooled.t2v["heldout"]["n"] == 4
+    for split in ("train", "heldout"):  # the pooled counts are the two runs' counts added
+        for shape, (_, n) in pooled.t2v_shapes[split].items():
+            assert n == sum(r.t2v_shapes[split].get(shape, (0, 0))[1] for r in single)
+    assert pooled.t2v["train"]["shape"] == pytest.approx(
+        sum(r.t2v["train"]["shape"] * 3 for r in single) / 6)
+    assert "text-to-video over seeds 5, 9, pooled" in to_markdown(pooled, "m")
+
+
 def test_shapes_are_reported_one_by_one():
     result = evaluate(_Renderer(shape="square"), EvalConfig(seen_clips=9, heldout_clips=6, batch_size=4), ("t2v",))
     seen = result.t2v_shapes["train"]
@@ -76,7 +90,8 @@ def test_the_table_gives_the_standard_error_and_a_non_standard_seed():
     assert f"(`EVAL_SEED` = {EVAL_SEED})" in to_markdown(EvalResult(), "m")
 
 
-@pytest.mark.parametrize("field, value", [("seen_clips", -1), ("heldout_clips", 2.5), ("seed", -3), ("batch_size", 0)])
+@pytest.mark.parametrize("field, value", [("seen_clips", -1), ("heldout_clips", 2.5), ("seed", -3), ("batch_size", 0),
+                                          ("t2v_seeds", [1, 2]), ("t2v_seeds", (1, -2)), ("t2v_seeds", (3, 3))])
 def test_bad_eval_settings_are_refused_by_name(field, value):
     with pytest.raises(ValueError, match=f"EvalConfig.{field}"):
         EvalConfig(**{field: value})

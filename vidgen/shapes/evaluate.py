@@ -29,6 +29,11 @@ TARGETS = {"colour": 0.95, "direction": 0.90, "shape": 0.85, "heldout": 0.70, "v
            "one_object": 0.98, "seam_jump": 1.5}
 
 
+def _check_count(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an integer ≥ 0, got {value!r}")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     seen_clips: int = 72
@@ -41,13 +46,20 @@ class EvalConfig:
     long_videos: int = 8  # 2 (~260 frames) put two decoders on either side of the 98% target; on 8 both read 99.1%
     batch_size: int = 8
     seed: int = EVAL_SEED
+    # Text-to-video over each of these seeds in turn (its own captions and noise, seen_clips + heldout_clips per seed),
+    # judged together; () is (seed,). The other parts use `seed`.
+    t2v_seeds: tuple[int, ...] = ()
 
     def __post_init__(self):
         for name in ("seen_clips", "heldout_clips", "images", "vae_clips", "roundtrip_clips", "f2v_clips",
                      "long_segments", "long_videos", "batch_size", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"EvalConfig.{name} must be an integer ≥ 0, got {value!r}")
+            _check_count(f"EvalConfig.{name}", getattr(self, name))
+        if not isinstance(self.t2v_seeds, tuple):
+            raise ValueError(f"EvalConfig.t2v_seeds must be a tuple of integers ≥ 0, got {self.t2v_seeds!r}")
+        for value in self.t2v_seeds:
+            _check_count("EvalConfig.t2v_seeds", value)
+        if len(set(self.t2v_seeds)) != len(self.t2v_seeds):
+            raise ValueError(f"EvalConfig.t2v_seeds must name each seed once, got {self.t2v_seeds}")
         if self.batch_size < 1:
             raise ValueError(f"EvalConfig.batch_size must be ≥ 1, got {self.batch_size}")
 
@@ -63,6 +75,7 @@ class EvalResult:
     long: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     seed: int = EVAL_SEED  # the EvalConfig.seed it was measured with
+    t2v_seeds: tuple[int, ...] = ()  # and its t2v_seeds
 
 
 def eval_captions(n: int, split: str, rng: np.random.Generator) -> list[str]:
@@ -82,11 +95,14 @@ def generate_batches(pipe, prompts: list[str], seed: int, batch_size: int, **kwa
 
 
 def eval_text_to_video(pipe, cfg: EvalConfig) -> tuple[dict, dict]:
-    """Judge scores per split, and per split the fraction of each captioned shape judged right (with its count)."""
-    rng = np.random.default_rng(cfg.seed)
-    prompts = eval_captions(cfg.seen_clips, "train", rng) + eval_captions(cfg.heldout_clips, "heldout", rng)
-    clips = generate_batches(pipe, prompts, cfg.seed, cfg.batch_size)
-    verdicts = [judge_clip(c) for c in clips]
+    """Judge scores per split, and per split the fraction of each captioned shape judged right (with its count), over
+    the clips of every seed in `cfg.t2v_seeds` (or `cfg.seed`)."""
+    verdicts, prompts = [], []
+    for seed in cfg.t2v_seeds or (cfg.seed,):
+        rng = np.random.default_rng(seed)
+        these = eval_captions(cfg.seen_clips, "train", rng) + eval_captions(cfg.heldout_clips, "heldout", rng)
+        verdicts += [judge_clip(c) for c in generate_batches(pipe, these, seed, cfg.batch_size)]
+        prompts += these
     return score_by_split(verdicts, prompts), shape_accuracy(verdicts, prompts)
 
 
@@ -205,7 +221,7 @@ def evaluate(pipe, cfg: EvalConfig = EvalConfig(),
              parts: tuple[str, ...] = ("t2v", "t2i", "vae", "roundtrip", "f2v", "long")) -> EvalResult:
     """Run the asked-for parts on `pipe` (its own default size and frame count)."""
     c = pipe.config
-    result = EvalResult(seed=cfg.seed)
+    result = EvalResult(seed=cfg.seed, t2v_seeds=cfg.t2v_seeds)
 
     def t2v():
         result.t2v, result.t2v_shapes = eval_text_to_video(pipe, cfg)
@@ -287,9 +303,13 @@ def to_markdown(r: EvalResult, model: str, readme_seconds: float | None = None) 
         lines.append(f"| README main command, model load included | {readme_seconds:.1f} s {_ok(readme_seconds, 30, False)} "
                      "| ≤ 30 s on 2 cores |")
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items())
-    return (f"Model: `{model}`. Seeded ({_seed_words(r.seed)}); captions, noise and first frames differ from the "
+    return (f"Model: `{model}`. Seeded ({_seed_words(r)}); captions, noise and first frames differ from the "
             f"training data. Evaluation time: {timing}.\n\n" + "\n".join(rows) + "\n\n" + "\n".join(lines))
 
 
-def _seed_words(seed: int) -> str:
-    return f"`EVAL_SEED` = {EVAL_SEED}" if seed == EVAL_SEED else f"seed {seed}, not the standard `EVAL_SEED` {EVAL_SEED}"
+def _seed_words(r: EvalResult) -> str:
+    words = (f"`EVAL_SEED` = {EVAL_SEED}" if r.seed == EVAL_SEED
+             else f"seed {r.seed}, not the standard `EVAL_SEED` {EVAL_SEED}")
+    if r.t2v_seeds and r.t2v_seeds != (r.seed,):
+        words += f"; text-to-video over seeds {', '.join(map(str, r.t2v_seeds))}, pooled"
+    return words
