@@ -95,6 +95,7 @@ def test_the_table_gives_the_standard_error_and_a_non_standard_seed():
 def test_bad_eval_settings_are_refused_by_name(field, value):
     with pytest.raises(ValueError, match=f"EvalConfig.{field}"):
         EvalConfig(**{field: value})
+    EvalConfig(seed=np.int64(5), t2v_seeds=(np.int64(1), 2))  # any integer type will do
 
 
 def test_the_script_refuses_bad_sample_sizes_before_loading_a_model():

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ TARGETS = {"colour": 0.95, "direction": 0.90, "shape": 0.85, "heldout": 0.70, "v
 
 
 def _check_count(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must be an integer ≥ 0, got {value!r}")
 
 
