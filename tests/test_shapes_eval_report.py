@@ -71,6 +71,8 @@ def test_shapes_are_reported_one_by_one():
     assert result.t2v["train"]["colour"] == 1.0  # only the shape was changed
     table = to_markdown(result, "m")
     assert "| text-to-video shape: circle / square / triangle | 0% / 100% / 0% |" in table
+    assert "VAE reconstruction" not in table and "long video" not in table  # only the parts that were measured
+    assert "|---|---:|---|" not in table  # nor an empty second table
 
 
 def test_shape_accuracy_counts_each_captioned_shape():
