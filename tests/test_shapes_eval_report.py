@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from vidgen.shapes.evaluate import EVAL_SEED, EvalConfig, EvalResult, evaluate, shape_accuracy, to_markdown
+from vidgen.shapes.judge import Verdict
 from vidgen.shapes.world import parse_caption, render_clip, sample_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_shapes_are_reported_one_by_one():
 def test_shape_accuracy_counts_each_captioned_shape():
     prompts = ["a red circle moving left on a black background", "a red circle moving up on a gray background",
                "a magenta triangle moving up on a white background"]  # the last is held out
-    verdicts = [SimpleNamespace(shape=s) for s in ("circle", "square", "triangle")]
+    verdicts = [Verdict("black", "red", s, "left", (1, 1), 1.0, (1.0, 0.0)) for s in ("circle", "square", "triangle")]
     assert shape_accuracy(verdicts, prompts) == {"train": {"circle": (0.5, 2)}, "heldout": {"triangle": (1.0, 1)}}
     with pytest.raises(ValueError, match="one verdict per clip"):
         shape_accuracy(verdicts[:2], prompts)

@@ -108,18 +108,16 @@ def eval_text_to_video(pipe, cfg: EvalConfig) -> tuple[dict, dict]:
 
 
 def shape_accuracy(verdicts, prompts: list[str]) -> dict:
-    """split ("train" / "heldout") → captioned shape → (fraction of its clips judged that shape, clips); a shape
-    without clips in a split is left out."""
+    """split ("train" / "heldout") → captioned shape → (fraction of its clips judged that shape, clips): the judge's
+    `score_by_split` over the clips of each captioned shape; a shape without clips in a split is left out."""
     if len(verdicts) != len(prompts):
         raise ValueError(f"got {len(verdicts)} verdicts for {len(prompts)} captions; expected one verdict per clip")
-    tally: dict = {}
-    for verdict, caption in zip(verdicts, map(parse_caption, prompts)):
-        key = ("heldout" if caption.heldout else "train", caption.shape)
-        right, n = tally.get(key, (0, 0))
-        tally[key] = (right + (verdict.shape == caption.shape), n + 1)
+    captions = [parse_caption(p) for p in prompts]
     out: dict = {}
-    for (split, shape), (right, n) in sorted(tally.items()):
-        out.setdefault(split, {})[shape] = (right / n, n)
+    for shape in sorted({c.shape for c in captions}):
+        theirs = [(v, c) for v, c in zip(verdicts, captions) if c.shape == shape]
+        for split, scores in score_by_split(*map(list, zip(*theirs))).items():
+            out.setdefault(split, {})[shape] = (scores["shape"], int(scores["n"]))
     return out
 
 
@@ -269,10 +267,10 @@ def to_markdown(r: EvalResult, model: str, readme_seconds: float | None = None) 
     for key in ("background", "all", "one_object"):
         rows.append(f"| text-to-video {key} | {_pct(seen.get(key))} | {_pct(held.get(key))} | |")
     by_shape = [r.t2v_shapes.get(split, {}) for split in ("train", "heldout")]
-    shapes = sorted(set(by_shape[0]) | set(by_shape[1]))
-    if shapes:
-        cells = [" / ".join(_pct(b[k][0]) if k in b else "–" for k in shapes) for b in by_shape]
-        rows.append(f"| text-to-video shape: {' / '.join(shapes)} | {cells[0]} | {cells[1]} | |")
+    captioned = sorted(set(by_shape[0]) | set(by_shape[1]))
+    if captioned:
+        cells = [" / ".join(_pct(b[k][0]) if k in b else "–" for k in captioned) for b in by_shape]
+        rows.append(f"| text-to-video shape: {' / '.join(captioned)} | {cells[0]} | {cells[1]} | |")
     rows.append(f"| clips judged | {int(seen.get('n', 0))} | {int(held.get('n', 0))} | ≥ 100 in all |")
     if "shape" in seen or "shape" in held:  # binomial: how far a rate on this many clips may lie from the model's
         errors = [_stderr(d.get("shape"), d.get("n")) for d in (seen, held)]
