@@ -6,7 +6,10 @@ leaves a half-written output under the final name, and an existing file is never
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,10 @@ VIDEO_FORMATS = {
 # Pillow: images, and gif (its adaptive per-frame palette looks far better than FFmpeg's fixed rgb8 one)
 IMAGE_FORMATS = (".png", ".jpg", ".jpeg")
 PILLOW_FORMATS = IMAGE_FORMATS + (".gif",)
+DEFAULT_FPS = 16
+# A fixed encoder thread count: x264's and libvpx's output depends on it (not on timing), and left alone they pick it
+# from the CPUs the process may use, so the same clip would give other bytes on another machine or CPU affinity.
+ENCODER_THREADS = 4
 H264_CRF = 18  # visually near-lossless; the library default (23) visibly blurs small generated videos
 # Lossless H.264 stores RGB itself (no 4:2:0 chroma), so it decodes bit-exact; players other than FFmpeg may refuse it.
 LOSSLESS_FORMATS = (".mp4", ".mkv", ".mov")
@@ -48,11 +55,13 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
-def to_uint8(frames) -> np.ndarray:
-    """Frames (T, H, W, 3) or one frame (H, W, 3) as numpy/torch, float in [0, 1] or uint8 → uint8 (T, H, W, 3)."""
+def _as_array(frames) -> np.ndarray:
+    """Frames as numpy (T, H, W, 3), uint8 or finite float, from numpy, torch or a list of PIL images."""
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu()
         frames = frames.float().numpy() if frames.dtype != torch.uint8 else frames.numpy()
+    elif isinstance(frames, (list, tuple)) and frames and hasattr(frames[0], "convert"):  # PIL images: one video
+        frames = np.stack([np.asarray(im.convert("RGB")) for im in frames])
     frames = np.asarray(frames)
     if frames.ndim == 3:
         frames = frames[None]
@@ -62,7 +71,37 @@ def to_uint8(frames) -> np.ndarray:
         return frames
     if not np.issubdtype(frames.dtype, np.floating):
         raise TypeError(f"frames must be uint8 or float in [0, 1], got {frames.dtype}")
-    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if not np.isfinite(frames.min()) or not np.isfinite(frames.max()):  # min/max propagate NaN: no mask needed
+        bad = np.count_nonzero(~np.isfinite(frames))
+        raise ValueError(f"frames hold {bad} NaN or infinite values of {frames.size}; expected finite values in [0, 1]")
+    return frames
+
+
+def _warn_out_of_range(frames: np.ndarray) -> bool:
+    """Warn if float `frames` hold values outside [0, 1]; returns whether it warned."""
+    lo, hi = float(frames.min()), float(frames.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return False
+    outside = np.count_nonzero((frames < 0.0) | (frames > 1.0))
+    warnings.warn(f"{outside} of {frames.size} frame values lie outside [0, 1] (min {lo:.4g}, max {hi:.4g}); "
+                  "they are clipped to [0, 1]", UserWarning, stacklevel=3)
+    return True
+
+
+def _quantize(frames: np.ndarray) -> np.ndarray:
+    return frames if frames.dtype == np.uint8 else (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_uint8(frames) -> np.ndarray:
+    """Frames (T, H, W, 3) or one frame (H, W, 3) as numpy/torch, float in [0, 1] or uint8, or a list of PIL images
+    → uint8 (T, H, W, 3); floats are clipped to [0, 1] silently."""
+    return _quantize(_as_array(frames))
+
+
+def _gif_durations(num_frames: int, fps: float) -> list[int]:
+    """Per-frame GIF delays in ms, whole centiseconds (GIF's unit), so that frame i starts at round(i·100/fps) cs."""
+    starts = [round(i * 100 / fps) for i in range(num_frames + 1)]
+    return [10 * (b - a) for a, b in zip(starts, starts[1:])]
 
 
 def _temp_name(path: Path) -> Path:
@@ -78,7 +117,7 @@ class VideoWriter:
     H.264 (lower is better and larger).
     """
 
-    def __init__(self, path: str | Path, fps: float = 16, overwrite: bool = False, *, lossless: bool = False,
+    def __init__(self, path: str | Path, fps: float = DEFAULT_FPS, overwrite: bool = False, *, lossless: bool = False,
                  crf: int = H264_CRF):
         _rate(fps)  # validates fps before anything is created
         self.path = check_output_path(path, overwrite)
@@ -94,6 +133,7 @@ class VideoWriter:
         self._stream = None
         self._size = None  # (H, W) of the first frame
         self._images: list[np.ndarray] = []
+        self._warned_range = False  # out-of-range floats are reported once per writer, not once per chunk
         self.frames_written = 0
 
     def __enter__(self) -> "VideoWriter":
@@ -109,21 +149,28 @@ class VideoWriter:
         import av
 
         codec, pix_fmt = ("libx264rgb", "rgb24") if self.lossless else VIDEO_FORMATS[self._suffix]
-        self._container = av.open(str(self._tmp), mode="w")
+        # bitexact: no random segment ids (mkv, webm) or library version strings, so equal input gives equal bytes
+        self._container = av.open(str(self._tmp), mode="w", options={"fflags": "+bitexact"})
         self._stream = self._container.add_stream(codec, rate=_rate(self.fps))
         if self.lossless:
             self._stream.width, self._stream.height = width, height
         else:  # 4:2:0 chroma needs even sizes; odd ones are padded by one edge row/column
             self._stream.width, self._stream.height = width + width % 2, height + height % 2
         self._stream.pix_fmt = pix_fmt
+        options = {"threads": str(ENCODER_THREADS), "flags": "+bitexact"}
         if codec.startswith("libx264"):
-            self._stream.options = {"crf": "0" if self.lossless else str(self.crf)}
+            options["crf"] = "0" if self.lossless else str(self.crf)
+        self._stream.options = options
 
     def write(self, frames) -> None:
-        """Append frames (T, H, W, 3) or one frame (H, W, 3): uint8, or float in [0, 1], numpy or torch."""
+        """Append frames (T, H, W, 3) or one frame (H, W, 3): uint8, or float in [0, 1], numpy or torch, or a list of
+        PIL images. Floats outside [0, 1] are clipped, with one warning per writer."""
         import av
 
-        frames = to_uint8(frames)
+        frames = _as_array(frames)
+        if frames.dtype != np.uint8 and not self._warned_range:
+            self._warned_range = _warn_out_of_range(frames)
+        frames = _quantize(frames)
         if self._size is None:
             self._size = frames.shape[1:3]
         elif frames.shape[1:3] != self._size:
@@ -154,7 +201,8 @@ class VideoWriter:
 
             first, *rest = [Image.fromarray(f) for f in self._images]
             if self._suffix == ".gif":
-                first.save(self._tmp, save_all=True, append_images=rest, duration=1000 / self.fps, loop=0)
+                durations = _gif_durations(len(self._images), self.fps)
+                first.save(self._tmp, save_all=True, append_images=rest, duration=durations, loop=0)
             else:
                 first.save(self._tmp)
             self.frames_written = len(self._images)
@@ -181,17 +229,26 @@ class VideoWriter:
 def _rate(fps: float):
     from fractions import Fraction
 
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
-    return Fraction(fps).limit_denominator(1001)
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be a finite number > 0, got {fps!r}")
+    return Fraction(float(fps)).limit_denominator(1001)
 
 
-def save_video(frames, path: str | Path, fps: float = 16, overwrite: bool = False, *, lossless: bool = False,
-               crf: int = H264_CRF) -> Path:
-    """Write frames (T, H, W, 3) (uint8 or float in [0, 1], numpy or torch) to `path`; T == 1 with .png is an image.
+def save_video(frames, path: str | Path, fps: float | None = None, overwrite: bool = False, *,
+               lossless: bool = False, crf: int = H264_CRF) -> Path:
+    """Write frames (T, H, W, 3) (uint8 or float in [0, 1], numpy or torch, or a list of PIL images), or a
+    PipelineOutput holding one video, to `path`; T == 1 with .png is an image.
 
-    `lossless` and `crf` are as in `VideoWriter`.
+    fps: default the model's own when given a PipelineOutput, else 16. `lossless` and `crf` are as in `VideoWriter`.
     """
+    if hasattr(frames, "frames"):  # a PipelineOutput (duck-typed: this module stays below the pipeline)
+        if fps is None:
+            fps = getattr(frames, "fps", None)
+        if len(frames.frames) != 1:
+            raise ValueError(f"save_video writes one video, but the pipeline output holds {len(frames.frames)}; "
+                             "pass out.frames[i] to save video i")
+        frames = frames.frames[0]
+    fps = DEFAULT_FPS if fps is None else fps
     with VideoWriter(path, fps=fps, overwrite=overwrite, lossless=lossless, crf=crf) as writer:
         writer.write(frames)
     return writer.path
@@ -213,6 +270,9 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float | None]:
         stream = container.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         rate = stream.average_rate or stream.guessed_rate
+        # A gif's delays differ by a centisecond frame to frame, and FFmpeg's average_rate may follow one of them.
+        if container.format.name == "gif" and stream.duration:
+            rate = len(frames) / (stream.duration * stream.time_base)
     if not frames:
         raise ValueError(f"{str(path)!r} holds no video frames")
     return np.stack(frames), float(rate) if rate else None
