@@ -3,11 +3,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vidgen-installed
 
+# torch is installed first, on its own, so its version is fixed before vidgen's dependencies resolve. By default it
+# is whatever pip's configuration gives for torch==$(TORCH_VERSION): from PyPI that is the CUDA build on Linux x86-64,
+# which pulls ~20 NVIDIA wheels (several GB), unless a local wheel or pip config offers another build. TORCH_INDEX,
+# when set, replaces PyPI as the index torch comes from (pip install --index-url); on a machine without a GPU, take
+# PyTorch's CPU-only build from PyTorch's own index:
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Both apply when .venv is built; to rebuild an existing one, remove it first.
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
+
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The CPU build of torch 2.13.0 is installed first so no dependency pulls a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) )torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q -e '.[train,test]'
 	touch $(STAMP)
 
