@@ -4,7 +4,7 @@ streaming, and the step cache's trade-off; writes the `bench` section of docs/be
     python scripts/bench.py [--device cuda] [--threads N] [--only dit,step,vae,stream,cache] [--quick]
 """
 
-from vidgen.bench.run import main
+from vidgen_lab.bench.run import main
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 
 import sys
 
-from vidgen.bench.run import main
+from vidgen_lab.bench.run import main
 
 if __name__ == "__main__":
     main(["--only", "dit,step", "--section", "bench_dit", *sys.argv[1:]])

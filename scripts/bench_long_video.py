@@ -12,13 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.tiny_pipeline
 
-from vidgen.benchmarking import machine_info, run_isolated, write_section  # noqa: E402
+from vidgen_lab.benchmarking import add_docs_arg, machine_info, run_isolated, write_section  # noqa: E402
 
 
 def run(segments: int, size: int, frames: int, context_frames: int) -> tuple[int, list[float]]:
     """(frames written, this process's peak RSS in MiB after each segment)."""
     from tests.tiny_pipeline import tiny_vidgen_pipeline
-    from vidgen.benchmarking import peak_rss_mib
+    from vidgen_lab.benchmarking import peak_rss_mib
     from vidgen.long_video import LongVideoConfig, generate_long_video
 
     pipe = tiny_vidgen_pipeline(height=size, width=size, num_inference_steps=1, guidance_scale=1.0)
@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=5)
     p.add_argument("--context-frames", type=int, default=1)
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_docs_arg(p)
     args = p.parse_args()
     # glibc moves its mmap threshold up as large blocks are freed, after which activations come from a fragmenting
     # heap and peak RSS jitters by ~100 MiB between identical segments; a fixed threshold (inherited by the spawned
@@ -67,7 +68,7 @@ def main() -> None:
     ])
     print(md)
     if not args.no_write:
-        write_section("bench_long_video", md)
+        write_section("bench_long_video", md, args.docs)
 
 
 if __name__ == "__main__":

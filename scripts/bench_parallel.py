@@ -1,9 +1,10 @@
 """Measure 1 rank vs 2 ranks on CPU (gloo, one thread each): the sequence-parallel DiT forward and the tile-parallel VAE
 decode, alternating so machine noise hits both alike; writes the "parallel" section of docs/benchmarks.md.
 
-    python scripts/bench_parallel.py            # launches torchrun --nproc_per_node 2 on itself
+    python scripts/bench_parallel.py [--docs DIR]   # launches torchrun --nproc_per_node 2 on itself
 """
 
+import argparse
 import json
 import os
 import statistics
@@ -60,8 +61,11 @@ def worker(out: str) -> None:
 
 
 def main() -> None:
-    from vidgen.benchmarking import machine_info, write_section
+    from vidgen_lab.benchmarking import add_docs_arg, machine_info, write_section
 
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_docs_arg(p)
+    args = p.parse_args()
     out = Path("bench_parallel.json").resolve()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -79,7 +83,7 @@ def main() -> None:
         f"| VAE `shapes` decode 9×128×128, tiles of 64 | {t['vae_decode_1_rank']:.3f} | {t['vae_decode_2_ranks']:.3f} | "
         f"{t['vae_decode_2_ranks'] / t['vae_decode_1_rank']:.2f} |",
     ]
-    write_section("parallel", "\n".join(lines))
+    write_section("parallel", "\n".join(lines), args.docs)
     print("\n".join(lines))
 
 

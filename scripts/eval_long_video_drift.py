@@ -1,11 +1,14 @@
 """Which chaining drifts least: the same long video with each hand-over / mitigation, and its drift table.
 
-    python scripts/eval_long_video_drift.py "a red circle moves left" [--model DIR] [--segments 8] [--frames T]
-        [--context-frames 5] [--context-noise 0.05] [--seed 0] [--steps N] [--out-dir DIR] [--write-section]
+    python scripts/eval_long_video_drift.py "a green circle moving left on a white background" [--model DIR]
+        [--segments 8] [--frames T] [--context-frames 5] [--context-noise 0.05] [--seed 0] [--steps N]
+        [--out-dir DIR] [--write-section]
 """
 
 import argparse
 import tempfile
+
+from vidgen_lab.benchmarking import add_docs_arg, machine_info, write_section
 
 
 def main() -> None:
@@ -20,9 +23,9 @@ def main() -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--out-dir", help="keep the videos here (default: a temporary folder)")
     p.add_argument("--write-section", action="store_true", help="also write docs/benchmarks.md's section")
+    add_docs_arg(p)
     args = p.parse_args()
 
-    from vidgen.benchmarking import machine_info, write_section
     from vidgen.long_video import LongVideoConfig, compare_chaining, comparison_table, mitigation_variants
     from vidgen.pipeline import VideoPipeline
 
@@ -40,7 +43,7 @@ def main() -> None:
         f"difference across a seam ÷ within segments (1 = seamless). {machine_info()}.", "", table])
     print(md)
     if args.write_section:
-        write_section("eval_long_video_drift", md)
+        write_section("eval_long_video_drift", md, args.docs)
 
 
 if __name__ == "__main__":

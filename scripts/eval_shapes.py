@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from vidgen import VideoPipeline
-from vidgen.benchmarking import machine_info, write_section
 from vidgen.cli import DEMO_PROMPT
-from vidgen.shapes.evaluate import EvalConfig, evaluate, to_markdown
+from vidgen_lab.benchmarking import add_docs_arg, machine_info, write_section
+from vidgen_lab.shapes_eval import EvalConfig, evaluate, to_markdown
 
 PARTS = ("t2v", "t2i", "vae", "roundtrip", "f2v", "long")
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,6 +43,7 @@ parser.add_argument("--seed", type=int, nargs="+", default=[EvalConfig.seed],
                          "and the other parts use the first")
 parser.add_argument("--no-readme-timing", action="store_true", help="skip timing the README's main command")
 parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+add_docs_arg(parser)
 args = parser.parse_args()
 try:
     eval_config = EvalConfig(seen_clips=args.seen_clips, heldout_clips=args.heldout_clips, seed=args.seed[0],
@@ -79,4 +80,4 @@ markdown = (f"### Shapes-world model (`scripts/eval_shapes.py`)\n\n{machine_info
             + to_markdown(result, args.model or "embedded default", readme_seconds))
 print(markdown)
 if not args.no_write:
-    write_section("eval_shapes", markdown)
+    write_section("eval_shapes", markdown, args.docs)

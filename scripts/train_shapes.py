@@ -17,7 +17,7 @@ import logging
 import torch
 
 from vidgen.model_folder import DEFAULT_MODEL_DIR
-from vidgen.shapes.recipe import STAGES, ShapesRecipe, run_stages, seed_from_model
+from vidgen_lab.shapes_recipe import STAGES, ShapesRecipe, run_stages, seed_from_model
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("stages", nargs="+", choices=[*STAGES, "all"])

@@ -5,10 +5,10 @@
 #   bash scripts/train_shapes_2h.sh [EXPORT_TO]     (default: RUN_DIR/pipeline; never the shipped model's folder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH=".:scripts${PYTHONPATH:+:$PYTHONPATH}"  # scripts/: vidgen_lab
 config=${CONFIG:-configs/shapes/recipe_2h.yaml}
-run_dir=$(python -c "import sys; from vidgen.shapes.recipe import ShapesRecipe as R; print(R.load(sys.argv[1]).root)" \
-  "$config")
+run_dir=$(python -c "import sys; from vidgen_lab.shapes_recipe import ShapesRecipe as R
+print(R.load(sys.argv[1]).root)" "$config")
 export_to=${1:-$run_dir/pipeline}
 stage() {
   echo "$(date -u +%FT%TZ) start: $*"

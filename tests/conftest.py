@@ -11,3 +11,10 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def pytest_collection_modifyitems(items):
+    """A test that starts several processes is slow too: `-m "not slow"` leaves it out."""
+    for item in items:
+        if item.get_closest_marker("distributed") is not None:
+            item.add_marker(pytest.mark.slow)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidgen.bench.common import Row
-from vidgen.bench.run import NOTES, _report, parse_args
+from vidgen_lab.bench.common import Row
+from vidgen_lab.bench.run import NOTES, _report, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def test_subset_writes_a_lean_section_and_the_full_run_keeps_its_notes():
 @pytest.mark.parametrize("has_units", [True, False])
 def test_machine_line_says_whether_the_cpu_has_bf16_units(monkeypatch, has_units):
     # The notes' bf16 findings hold on a CPU without bf16 matmul units only: the table says which kind it ran on.
-    import vidgen.bench.run as run
+    import vidgen_lab.bench.run as run
 
     monkeypatch.setattr(run, "cpu_has_half_matmul", lambda: has_units)
     line = _report(parse_args(["--only", "dit"]), [], [], 60.0).splitlines()[2]

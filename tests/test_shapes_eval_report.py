@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vidgen.shapes.evaluate import EVAL_SEED, EvalConfig, EvalResult, evaluate, shape_accuracy, to_markdown
+from vidgen_lab.shapes_eval import EVAL_SEED, EvalConfig, EvalResult, evaluate, shape_accuracy, to_markdown
 from vidgen.shapes.judge import Verdict
 from vidgen.shapes.world import parse_caption, render_clip, sample_spec
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from vidgen.shapes.evaluate import EvalConfig, EvalResult, eval_vae_shapes, to_markdown
+from vidgen_lab.shapes_eval import EvalConfig, EvalResult, eval_vae_shapes, to_markdown
 
 
 class _StandIn:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vidgen.config_io import to_dict
-from vidgen.shapes.recipe import ShapesRecipe, run_stages
+from vidgen_lab.shapes_recipe import ShapesRecipe, run_stages
 
 Z = [0.0] * 4
 TINY = {
@@ -99,7 +99,7 @@ def test_rerunning_resumes_instead_of_redoing(trained):
 
 
 def test_export_from_a_checkpoint_uses_its_ema_weights(trained, tmp_path):
-    from vidgen.shapes.recipe import load_trained_dit
+    from vidgen_lab.shapes_recipe import load_trained_dit
     from vidgen.train import checkpoint as ckpt
 
     recipe, _ = trained
@@ -120,7 +120,7 @@ def test_recipe_rejects_mismatched_widths():
 
 def test_evaluation_runs_on_the_recipes_model(trained):
     from vidgen import VideoPipeline
-    from vidgen.shapes.evaluate import EvalConfig, evaluate, to_markdown
+    from vidgen_lab.shapes_eval import EvalConfig, evaluate, to_markdown
 
     _, root = trained
     pipe = VideoPipeline.from_pretrained(root / "model")
@@ -136,7 +136,7 @@ def test_evaluation_runs_on_the_recipes_model(trained):
 
 def test_export_uses_the_final_dit_once_training_has_finished(trained):
     from vidgen.dit.model import DiT
-    from vidgen.shapes.recipe import load_trained_dit
+    from vidgen_lab.shapes_recipe import load_trained_dit
 
     recipe, _ = trained
     dit, source = load_trained_dit(recipe)
@@ -148,7 +148,7 @@ def test_export_uses_the_final_dit_once_training_has_finished(trained):
 def test_continuations_start_from_the_previous_runs_and_are_what_export_ships(tmp_path):
     from causal_vae import CausalVAE
     from vidgen.dit.model import DiT
-    from vidgen.shapes.recipe import load_trained_dit, trained_vae_folder
+    from vidgen_lab.shapes_recipe import load_trained_dit, trained_vae_folder
 
     first_runs = ShapesRecipe.load(TINY).with_run_dir(tmp_path / "run")
     run_stages(first_runs, ["data", "vae", "latents", "dit", "decoder"], export_to=tmp_path / "unused", progress=False)
@@ -255,7 +255,7 @@ def test_a_second_set_of_more_clips_serves_the_runs_from_its_own_on(tmp_path):
 def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained, tmp_path):
     from safetensors.torch import load_file
 
-    from vidgen.shapes.recipe import runs_to_train, seed_from_model
+    from vidgen_lab.shapes_recipe import runs_to_train, seed_from_model
 
     _, root = trained  # root / "model": the exported pipeline of a one-run recipe
     run = {**TINY["dit_train"], "max_steps": 1}
@@ -289,7 +289,7 @@ def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained,
 def test_a_seeded_decoder_run_is_continued_on_clips_of_the_whole_world(trained, tmp_path):
     from causal_vae import CausalVAE
 
-    from vidgen.shapes.recipe import runs_to_train, seed_from_model, stage_decoder
+    from vidgen_lab.shapes_recipe import runs_to_train, seed_from_model, stage_decoder
 
     _, root = trained
     world = {"task": "vae", "data": {"shapes": 4, "shapes_split": "all", "buckets": [[5, 32, 32]], "batch_size": 2},
@@ -323,7 +323,7 @@ def test_a_seeded_decoder_run_is_continued_on_clips_of_the_whole_world(trained, 
 
 @pytest.mark.parametrize("name", ["recipe.yaml", "recipe_2h.yaml"])
 def test_the_recipes_never_show_a_held_out_caption_to_a_model_that_reads_captions(name):
-    # Issue 7 holds out captions. Only the VAE's decoder, which reads none, may train on clips of the whole world,
+    # The shapes world holds out captions. Only the VAE's decoder, which reads none, may train on clips of the whole world,
     # and only with the encoder frozen (the DiT's latent space stays the train split's).
     recipe = ShapesRecipe.load(Path(__file__).resolve().parent.parent / "configs" / "shapes" / name)
     media = [recipe.dit_media_config()] + [recipe.more_media_config(j) for j in range(len(recipe.more_clips))]
@@ -335,6 +335,7 @@ def test_the_recipes_never_show_a_held_out_caption_to_a_model_that_reads_caption
     assert splits[-1] == "all" and splits == sorted(splits, key="train all".split().index)  # the last runs only
 
 
+@pytest.mark.slow
 def test_the_two_hour_script_runs_every_stage_and_exports_beside_the_run(tmp_path):
     # scripts/train_shapes_2h.sh on a minuscule recipe of the same form: one DiT run on more clips, one decoder run
     # on the whole world beside latents and dit; it exports into the run folder, not the shipped model's.

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 
 from vidgen.config_io import from_dict, to_dict
-from vidgen.shapes.world import SPLITS
+from vidgen.train.data import DATA_SOURCES
 from vidgen.train.schedule import SCHEDULES
 
 
@@ -26,10 +26,10 @@ class DataConfig:
     folder: str | None = None  # media files with sidecar .txt captions
     manifest: str | None = None  # CSV or JSONL: path, caption[, fps, frames, height, width]
     cache: str | None = None  # precomputed latents + text embeddings (vidgen.data.precompute), task dit only
-    shapes: int | None = None  # the procedural shapes world rendered on the fly: this many seeded items (issue 7)
+    shapes: int | None = None  # the procedural shapes world rendered on the fly: this many seeded items
     # With shapes: the fraction of items captioned with one attribute left out (vidgen.shapes.dataset.item_caption).
     partial_captions: float = 0.0
-    # With shapes: which captions its items are drawn from (vidgen.shapes.world.SPLITS). "all" includes the held-out
+    # With shapes: which captions its items are drawn from (DATA_SOURCES["shapes"].splits). "all" includes the held-out
     # ones: the recipe uses it for the caption-free VAE decoder only (docs/training_shapes.md); a DiT trained on it
     # has seen the held-out captions, and its held-out evaluation no longer means anything.
     shapes_split: str = "train"
@@ -131,9 +131,11 @@ class TrainConfig:
         if self.data.partial_captions and (self.data.shapes is None or not 0 < self.data.partial_captions <= 1):
             errors.append(f"data.partial_captions (a fraction in [0, 1]) applies to data.shapes only, got "
                           f"{self.data.partial_captions} with shapes={self.data.shapes}")
-        if self.data.shapes_split != "train" and (self.data.shapes is None or self.data.shapes_split not in SPLITS):
-            errors.append(f"data.shapes_split (one of {list(SPLITS)}) applies to data.shapes only, got "
-                          f"{self.data.shapes_split!r} with shapes={self.data.shapes}")
+        if self.data.shapes_split != "train":
+            splits = DATA_SOURCES["shapes"].splits()
+            if self.data.shapes is None or self.data.shapes_split not in splits:
+                errors.append(f"data.shapes_split (one of {list(splits)}) applies to data.shapes only, got "
+                              f"{self.data.shapes_split!r} with shapes={self.data.shapes}")
         if self.data.cache is not None and self.task != "dit":
             errors.append("data.cache holds DiT latents; task vae trains on pixels (use data.folder or data.manifest)")
         if self.widen_decoder is not None and (self.task != "vae" or self.widen_decoder < 1):

@@ -1,13 +1,44 @@
-"""The trainer's data: media (folder/manifest) or a latent cache → dataset + bucket batch sampler → loader."""
+"""The trainer's data: media (folder/manifest), a latent cache or a source rendered on the fly (`DATA_SOURCES`) →
+dataset + bucket batch sampler → loader."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from vidgen.data.buckets import Bucket, BucketBatchSampler, validate_buckets
-from vidgen.train.config import TrainConfig
+
+if TYPE_CHECKING:  # the config imports DATA_SOURCES from here to check its options
+    from vidgen.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Training data rendered on the fly instead of read from files, turned on by `data.<name>: N` in the config. Its
+    own modules are imported by these functions only, when a config uses it."""
+
+    splits: Callable[[], tuple[str, ...]]  # the names `data.<name>_split` may take
+    # (n, buckets, *, seed, split, image_ratio, partial_captions) → a dataset keyed by `SampleKey`, with `.entries`
+    # (item, bucket index) and `.buckets`
+    build: Callable[..., torch.utils.data.Dataset]
+
+
+def _shapes_splits() -> tuple[str, ...]:
+    from vidgen.shapes.world import SPLITS
+
+    return SPLITS
+
+
+def _shapes_source(n: int, buckets: list[Bucket], **options) -> torch.utils.data.Dataset:
+    from vidgen.data.shapes_source import ShapesSource
+
+    return ShapesSource(n, buckets, **options)
+
+
+DATA_SOURCES: dict[str, DataSource] = {"shapes": DataSource(_shapes_splits, _shapes_source)}
 
 
 @dataclass
@@ -34,10 +65,8 @@ def build_data(config: TrainConfig, factors: tuple[int, int], rank: int = 0, wor
 
     buckets = validate_buckets(d.buckets, *factors)
     if d.shapes is not None:
-        from vidgen.data.shapes_source import ShapesSource
-
-        world = ShapesSource(d.shapes, buckets, seed=config.seed, split=d.shapes_split, image_ratio=d.image_ratio,
-                             partial_captions=d.partial_captions)
+        world = DATA_SOURCES["shapes"].build(d.shapes, buckets, seed=config.seed, split=d.shapes_split,
+                                             image_ratio=d.image_ratio, partial_captions=d.partial_captions)
         sampler = BucketBatchSampler(world.entries, world.buckets, d.batch_size, image_ratio=d.image_ratio,
                                      seed=config.seed, rank=rank, world_size=world_size)
         return TrainData(world, sampler, world.buckets, collate, {}, [])

@@ -1,4 +1,4 @@
-"""Small tools shared by the benchmark scripts: timing, peak memory in a fresh process, and docs/benchmarks.md sections.
+"""Small tools shared by the benchmark scripts: timing, peak memory in a fresh process, and benchmarks.md sections.
 
 Benchmarks compare implementations side by side in one run and report ratios; absolute numbers on a shared machine are
 noise, ratios taken alternately in the same run are not.
@@ -19,7 +19,17 @@ import torch
 
 from vidgen.files import write_atomic
 
-BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+# Where reports go: docs/benchmarks.md under the directory the command is run from (the repository root, as a rule),
+# or under the folder given as --docs.
+DOCS = Path("docs")
+REPORT = "benchmarks.md"
+
+
+def add_docs_arg(parser) -> None:
+    """The --docs option of every script that writes a section."""
+    parser.add_argument("--docs", type=Path, default=DOCS, metavar="DIR",
+                        help=f"folder whose {REPORT} gets this script's section (default: {DOCS}/ in the current "
+                             "directory)")
 
 
 def rss_mib() -> float:
@@ -118,12 +128,12 @@ def machine_info() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def write_section(name: str, markdown: str, path: Path | str = BENCHMARKS_MD) -> Path:
-    """Replace (or append) the section `name` of docs/benchmarks.md, delimited by HTML comment markers.
+def write_section(name: str, markdown: str, docs: Path | str = DOCS) -> Path:
+    """Replace (or append) the section `name` of `docs`/benchmarks.md, delimited by HTML comment markers.
 
     Each benchmark script owns one section, so scripts can be re-run independently. The file is written atomically.
     """
-    path = Path(path)
+    path = Path(docs) / REPORT
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"

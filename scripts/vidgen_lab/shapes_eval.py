@@ -1,4 +1,4 @@
-"""Evaluation of a model of the shapes world (issue 7): everything judged from pixels, seeded, seen vs held-out.
+"""Evaluation of a model of the shapes world: everything judged from pixels, seeded, seen vs held-out.
 
 - text-to-video: clips from seen and held-out captions, judged by `vidgen.shapes.judge` (colour, shape, direction);
 - text-to-image: single frames, colour and shape;
@@ -256,7 +256,7 @@ def _ok(value, target, higher=True) -> str:
 
 
 def to_markdown(r: EvalResult, model: str, readme_seconds: float | None = None) -> str:
-    """The results as a markdown table against the issue's targets."""
+    """The results as a markdown table against `TARGETS`."""
     rows = ["| measure | seen captions | held-out captions | target |", "|---|---:|---:|---|"]
     seen, held = r.t2v.get("train", {}), r.t2v.get("heldout", {})
     for key, target in (("colour", TARGETS["colour"]), ("shape", TARGETS["shape"]),

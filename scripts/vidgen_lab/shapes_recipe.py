@@ -43,7 +43,7 @@ from vidgen.pipeline import PipelineConfig
 from vidgen.shapes.text import TextEncoderConfig
 from vidgen.train.config import TrainConfig
 
-log = logging.getLogger("vidgen.shapes.recipe")
+log = logging.getLogger("vidgen_lab.shapes_recipe")
 
 STAGES = ("data", "vae", "latents", "dit", "decoder", "export")
 FINAL = "final"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vidgen.bench.common import DTYPES, Row, peak_of, rel_diff, time_pair
+from vidgen_lab.bench.common import DTYPES, Row, peak_of, rel_diff, time_pair
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT
 
@@ -155,8 +155,8 @@ def step_fns(case: DiTCase, dtype: torch.dtype, device):
     -> ({name: step}, x)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from vidgen.pipeline import VideoPipeline
-    from vidgen.samplers import cfg, sample_euler
+    from vidgen.samplers import sample_euler
+    from vidgen.velocity import TextContexts, guided_velocity
 
     ours, theirs = build_pair(case.config, dtype, device)
     x, _, cond, uncond = inputs(case, dtype, device)
@@ -166,8 +166,7 @@ def step_fns(case: DiTCase, dtype: torch.dtype, device):
     i = STEPS // 2
     sigmas, t = scheduler.sigmas[i:i + 2].float().cpu(), scheduler.timesteps[i]
 
-    pipe = VideoPipeline(ours, vae=None, text_encoder=None)  # only its DiT wiring is used
-    model = cfg(pipe._velocity(cond), pipe._velocity(uncond), GUIDANCE, model_both=pipe._velocity_both(cond, uncond))
+    model, _ = guided_velocity(ours, TextContexts(cond, uncond), GUIDANCE)  # both branches in one forward
 
     def ours_step():
         return sample_euler(model, x, sigmas)

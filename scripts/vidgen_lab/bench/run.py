@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from vidgen.bench.common import TABLE_HEAD, check_device
-from vidgen.benchmarking import machine_info, run_isolated, write_section
+from vidgen_lab.bench.common import TABLE_HEAD, check_device
+from vidgen_lab.benchmarking import add_docs_arg, machine_info, run_isolated, write_section
 from vidgen_kernels.ops import cpu_has_half_matmul
 
 PARTS = ("dit", "step", "vae", "stream", "cache")
@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--section", default=None,
                    help="section of docs/benchmarks.md to write (default: bench, or bench_<parts> for a subset)")
     p.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    add_docs_arg(p)
     args = p.parse_args(argv)
     args.parts = tuple(x.strip() for x in args.only.split(",") if x.strip())
     unknown = sorted(set(args.parts) - set(PARTS))
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> str:
         print(row.markdown(), flush=True)
 
     if "dit" in args.parts or "step" in args.parts:
-        from vidgen.bench import dit
+        from vidgen_lab.bench import dit
 
         cases = ("shapes",) if args.quick else tuple(dit.CASES)
         for part, bench in (("dit", dit.bench_forward), ("step", dit.bench_step)):
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> str:
                     for dtype_name in ("fp32", "bf16"):
                         emit(bench(case, dtype_name, device, repeats, None if args.quick else memory))
     if "vae" in args.parts or "stream" in args.parts:
-        from vidgen.bench import vae
+        from vidgen_lab.bench import vae
 
         with tempfile.TemporaryDirectory() as tmp:
             if "vae" in args.parts:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> str:
     text = _report(args, rows, extra, time.perf_counter() - start)
     print(text)
     if not (args.no_write or args.quick):
-        print(f"wrote {write_section(args.section, text)}")
+        print(f"wrote {write_section(args.section, text, args.docs)}")
     return text
 
 
@@ -114,7 +115,7 @@ def _stream_table(vae, tmp: str, quick: bool) -> str:
 
 
 def _cache_tables(quick: bool) -> str:
-    from vidgen.bench import step_cache as sc
+    from vidgen_lab.bench import step_cache as sc
     from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG
 
     c = sc.WAN_NARROW
@@ -170,7 +171,7 @@ METHOD = (
 
 def _setup(parts: tuple[str, ...]) -> str:
     """The configs of the parts run, one paragraph."""
-    from vidgen.bench import dit, vae
+    from vidgen_lab.bench import dit, vae
 
     text = []
     if "dit" in parts or "step" in parts:
@@ -223,7 +224,7 @@ Reading the table, and what changed (each change: prediction, then measurement, 
   same at every step and could be kept across steps (not done; after this they are a small share).
 - **The fp32 peak-memory excess** (+15% reported earlier, from the fused q|k|v buffer) does not reappear at one
   thread: fp32 forward memory is at or below diffusers'. The guided step's memory is higher by design: both
-  branches in one batched forward hold twice one branch's activations (`pipe.batch_guidance = False` trades the
+  branches in one batched forward hold twice one branch's activations (`batch_guidance=False` trades the
   speed back for memory).
 - **bf16 step difference** (~7e-2 of the update): diffusers' `FlowMatchEulerDiscreteScheduler.step` rounds the
   latents to the model's dtype (`prev_sample.to(model_output.dtype)`); ours keeps them fp32. The forwards themselves

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from causal_vae import CausalVAE, VAEConfig
-from vidgen.bench.common import Row, peak_of, rel_diff, time_pair
+from vidgen_lab.bench.common import Row, peak_of, rel_diff, time_pair
 
 # Wan 2.1's structure at a third of its width: big enough that per-call overhead does not dominate.
 BENCH_CONFIG = VAEConfig(base_dim=32, num_res_blocks=2)
@@ -101,7 +101,7 @@ def op_peak(impl: str, folder: str, op: str, video_shape, device: str) -> float:
 
 def bench_ops(folder: str, cfg: VAEConfig, video_shape, dtype_name: str, device, repeats: int, memory,
               label: str) -> list[Row]:
-    """Rows for encode, decode, stream decode; `memory(fn, *args)` as in `vidgen.bench.dit.bench_forward`."""
+    """Rows for encode, decode, stream decode; `memory(fn, *args)` as in `vidgen_lab.bench.dit.bench_forward`."""
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     ours, ref = op_fns("ours", folder, cfg, video_shape, dtype, device), op_fns("diffusers", folder, cfg,
                                                                               video_shape, dtype, device)

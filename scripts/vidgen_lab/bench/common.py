@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from vidgen.benchmarking import peak_rss_since_reset, reset_peak_rss, time_alternating
+from vidgen_lab.benchmarking import peak_rss_since_reset, reset_peak_rss, time_alternating
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TARGET_SECONDS = 1.0

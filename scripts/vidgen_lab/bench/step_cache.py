@@ -15,7 +15,7 @@ import torch
 
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT
-from vidgen.dit.step_cache import StepCache, StepCacheConfig
+from vidgen.dit.step_cache import StepCacheConfig
 from vidgen.metrics import psnr
 
 THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
@@ -46,21 +46,19 @@ def latent_tradeoff(dit: DiT, thresholds=THRESHOLDS, steps: int = STEPS, seed: i
     """Sample one clip per threshold from the same noise and text (guided, Euler); PSNR over the final latents with
     the uncached latents' range as the peak."""
     from vidgen.flow import sigma_schedule
-    from vidgen.pipeline import VideoPipeline
-    from vidgen.samplers import cfg, sample_euler
+    from vidgen.samplers import sample_euler
+    from vidgen.velocity import TextContexts, guided_velocity, velocity_both
 
     g = torch.Generator().manual_seed(seed)
     c = dit.config
     noise = torch.randn(1, *WAN_NARROW_LATENT, generator=g)
     cond, uncond = (torch.randn(1, c.text_len, c.text_dim, generator=g) for _ in range(2))
-    pipe = VideoPipeline(dit, vae=None, text_encoder=None)  # only its DiT wiring is used
+    texts = TextContexts(cond, uncond)
     with torch.no_grad():  # warm-up, so the first timed run is not the slowest for no reason
-        pipe._velocity_both(cond, uncond)(noise, torch.ones(1))
+        velocity_both(dit, texts)(noise, torch.ones(1))
     results, ref = [], None
     for threshold in thresholds:
-        cache = StepCache(StepCacheConfig(threshold))
-        model = cfg(pipe._velocity(cond), pipe._velocity(uncond), GUIDANCE,
-                    model_both=pipe._velocity_both(cond, uncond, cache))
+        model, (cache,) = guided_velocity(dit, texts, GUIDANCE, step_cache=StepCacheConfig(threshold))
         start = time.perf_counter()
         with torch.no_grad():
             out = sample_euler(model, noise, sigma_schedule(steps, SHIFT))

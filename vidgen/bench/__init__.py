@@ -1,8 +1,0 @@
-"""Side-by-side benchmarks against diffusers (the reference implementation), driven by `scripts/bench.py`.
-
-- `vidgen.bench.common`: devices, the result row and its table.
-- `vidgen.bench.dit`: DiT forward and one guided pipeline step vs `WanTransformer3DModel` (+ its Euler scheduler).
-- `vidgen.bench.vae`: VAE encode / decode / streaming decode vs `AutoencoderKLWan`.
-- `vidgen.bench.step_cache`: the step cache's speed/quality trade-off.
-- `vidgen.bench.run`: the command line (`main(argv)`), which writes docs/benchmarks.md.
-"""
