@@ -2,6 +2,7 @@
 
 Loading builds the model on the meta device and moves each tensor from the safetensors files straight into its place,
 one tensor at a time, so a checkpoint never needs twice its size in memory. Only safetensors are read (no pickle).
+Every file's header is checked before the first tensor is read; any problem is one `WeightsError` naming the file.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from causal_vae.io import (
+    WeightsError, check_safetensors, dtype_mismatch, mismatch_error, read_json, safetensors_files, shape_mismatch,
+)
 from vidgen.config_io import from_dict, to_dict
 from vidgen.dit import convert_diffusers, convert_wan
 from vidgen.dit.config import DiTConfig
@@ -53,23 +57,21 @@ def resolve_folder(path: str | Path) -> Path:
 
 
 def weight_files(folder: Path) -> list[Path]:
-    """The safetensors shards of a folder: those named by a `*.safetensors.index.json`, else all `*.safetensors`."""
-    indexes = sorted(folder.glob("*.safetensors.index.json"))
-    if indexes:
-        weight_map = json.loads(indexes[0].read_text())["weight_map"]
-        files = [folder / name for name in dict.fromkeys(weight_map.values())]
-        absent = [str(f) for f in files if not f.is_file()]
-        if absent:
-            raise FileNotFoundError(f"{indexes[0]} names shard(s) that are missing: {absent}")
-        return files
-    files = sorted(folder.glob("*.safetensors"))
+    """The safetensors shards of a folder: those named by a `*.safetensors.index.json`, else all `*.safetensors`;
+    each one's header checked."""
+    files = safetensors_files(folder)
     if not files:
         raise FileNotFoundError(f"no *.safetensors weights in {folder} (pickled .pth/.bin checkpoints are not loaded)")
+    for file in files:
+        check_safetensors(file)
     return files
 
 
 def read_config(folder: Path) -> tuple[str, DiTConfig]:
-    raw = json.loads((folder / CONFIG_FILE).read_text())
+    raw = read_json(folder / CONFIG_FILE)
+    if not isinstance(raw, dict):
+        raise WeightsError(folder / CONFIG_FILE, f"{folder / CONFIG_FILE}: expected a JSON object of config fields, "
+                                                 f"got a {type(raw).__name__}")
     fmt = detect_format(raw)
     if fmt == "vidgen":
         fields = {k: v for k, v in raw.items() if not k.startswith("_")}
@@ -94,16 +96,19 @@ def key_table(fmt: str, config: DiTConfig, model: nn.Module) -> dict[str, tuple[
     return table
 
 
-def load_dit(path: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> nn.Module:
-    from vidgen.dit.model import DiT
-
+def load_dit(path: str | Path, build: Callable[[DiTConfig], nn.Module], dtype: torch.dtype | None = None,
+             device: str | torch.device = "cpu") -> nn.Module:
+    """The model that `build(config)` makes (`DiT`, for `DiT.from_pretrained`), filled from a checkpoint folder."""
     folder = resolve_folder(path)
     fmt, config = read_config(folder)
     with torch.device("meta"):
-        model = DiT(config)
+        model = build(config)
     table = key_table(fmt, config, model)
     prefixes = () if fmt == "vidgen" else FOREIGN_FORMATS[fmt].KEY_PREFIXES
-    load_tensors(model, weight_files(folder), table, prefixes, dtype, torch.device(device), where=str(folder))
+    files = weight_files(folder)
+    # A problem names the one weights file, or the index that lists the shards.
+    where = files[0] if len(files) == 1 else next(iter(sorted(folder.glob("*.safetensors.index.json"))), folder)
+    load_tensors(model, files, table, prefixes, dtype, torch.device(device), where=str(where))
     return model.eval()
 
 
@@ -118,13 +123,15 @@ def load_tensors(
 ) -> None:
     """Fill a meta-device `model` from safetensors `files`, one tensor at a time, following `table`.
 
-    Raises one ValueError listing every missing key, unexpected key and shape mismatch.
+    Raises one WeightsError (naming `where`) listing every missing key, unexpected key, shape and dtype mismatch.
     """
     source = {their: (ours, i) for ours, theirs in table.items() for i, their in enumerate(theirs)}
+    params = dict(model.named_parameters())
     pending: dict[str, list[torch.Tensor | None]] = {}
     loaded: set[str] = set()
     unexpected: list[str] = []
-    mismatched: list[str] = []
+    shapes: list[str] = []
+    dtypes: list[str] = []
     for file in files:
         with safe_open(str(file), framework="pt", device="cpu") as f:
             for key in f.keys():
@@ -138,37 +145,43 @@ def load_tensors(
                 if any(p is None for p in parts):
                     continue  # a fused parameter waits for its other pieces (possibly in a later shard)
                 del pending[ours]
+                loaded.add(ours)
+                label = ours if table[ours] == (ours,) else f"{ours} <- {' + '.join(table[ours])}"
+                label += f" in {file.name}" if len(files) > 1 else ""
+                expected = params[ours]
+                # Fused pieces are stacked along dim 0: their other dims must agree, and the stack match the model.
+                stacked = (sum(p.shape[0] for p in parts), *parts[0].shape[1:]) if all(p.ndim for p in parts) else ()
+                if len({p.shape[1:] for p in parts}) > 1 or stacked != tuple(expected.shape):
+                    shapes.append(shape_mismatch(label, " + ".join(str(tuple(p.shape)) for p in parts),
+                                                 expected.shape))
+                    continue
+                wrong = [p.dtype for p in parts if not p.is_floating_point()]
+                if expected.is_floating_point() and wrong:
+                    dtypes.append(dtype_mismatch(label, wrong[0]))
+                    continue
                 tensor = parts[0] if len(parts) == 1 else torch.cat(parts)
                 if dtype is None and tensor.is_floating_point():
                     dtype = tensor.dtype  # keep the checkpoint's precision
-                problem = _assign(model, ours, tensor, dtype, device)
-                if problem:
-                    mismatched.append(f"{ours} <- {table[ours]}: {problem}")
-                loaded.add(ours)
-    missing = [f"{ours} <- {theirs}" for ours, theirs in table.items() if ours not in loaded]
-    if missing or unexpected or mismatched:
-        def show(items):
-            return "; ".join(items[:8]) + (f"; ... ({len(items)} in all)" if len(items) > 8 else "")
+                _assign(model, ours, tensor, dtype, device)
 
-        lines = [f"cannot load DiT weights from {where}:"]
-        if missing:
-            lines.append(f"  missing keys: {show(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys (not part of this model): {show(unexpected)}")
-        if mismatched:
-            lines.append(f"  shape mismatches: {show(mismatched)}")
-        raise ValueError("\n".join(lines))
+    def lacking(ours: str) -> str:  # a renamed or fused parameter names the checkpoint keys it still lacks
+        theirs = table[ours]
+        if theirs == (ours,):
+            return ours
+        found = pending.get(ours, [None] * len(theirs))
+        return f"{ours} (needs {' + '.join(t for t, p in zip(theirs, found) if p is None)})"
+
+    missing = [lacking(ours) for ours in table if ours not in loaded]
+    if missing or unexpected or shapes or dtypes:
+        raise mismatch_error(where, "the config's DiT", missing, unexpected, shapes, dtypes)
 
 
-def _assign(model: nn.Module, name: str, tensor: torch.Tensor, dtype, device) -> str | None:
+def _assign(model: nn.Module, name: str, tensor: torch.Tensor, dtype, device) -> None:
     module_name, _, leaf = name.rpartition(".")
     module = model.get_submodule(module_name)
     old = module._parameters[leaf]
-    if tuple(old.shape) != tuple(tensor.shape):
-        return f"checkpoint has {tuple(tensor.shape)}, model expects {tuple(old.shape)}"
     value = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else None)
     module._parameters[leaf] = nn.Parameter(value, requires_grad=old.requires_grad)
-    return None
 
 
 # ---- writing ---------------------------------------------------------------------------------------------------------
