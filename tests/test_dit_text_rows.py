@@ -5,7 +5,7 @@ import torch
 
 from tests.tiny_pipeline import perturb
 from vidgen.dit.config import DiTConfig
-from vidgen.dit.model import DiT, TokenLayout, _timestep_groups
+from vidgen.dit.model import DiT, TokenLayout, timestep_groups
 from vidgen.dit.step_cache import StepCache, StepCacheConfig
 from vidgen.dit.text_rows import compact_text, compact_texts, real_rows
 
@@ -30,8 +30,8 @@ def padded(lengths: list[int], length: int = L, seed: int = 1) -> torch.Tensor:
 
 def full_forward(dit: DiT, x, t, context, step_cache=None) -> torch.Tensor:
     """`DiT.forward` with every text row embedded and attended: the computation the shortcut must equal."""
-    t = _timestep_groups(dit._check_inputs(x, t, context))  # (B, G)
-    grid = dit._grid(x)
+    t = timestep_groups(dit.check_inputs(x, t, context))  # (B, G)
+    grid = dit.token_grid(x)
     tokens = dit.embed_patches(x)  # (B, S, D)
     e, time_mod = dit.embed_time(t)
     layout = TokenLayout((tokens.shape[1] // t.shape[1],) * t.shape[1])

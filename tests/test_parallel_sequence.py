@@ -1,11 +1,17 @@
 """Sequence parallelism equals the single-process DiT (fp32), forward and gradients, under torchrun on 2 gloo ranks.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
 from tests.distributed import torchrun
-from vidgen.parallel.sequence import Shard
+from vidgen.dit.config import DiTConfig
+from vidgen.dit.model import DiT
+from vidgen.dit.step_cache import StepCache, StepCacheConfig
+from vidgen.parallel import ParallelContext
+from vidgen.parallel.sequence import Shard, gathered_kv_attention, sequence_attention, ulysses_attention
 
 CASES = ["even_scalar_ulysses", "uneven_per_frame_ulysses", "uneven_per_frame_gather_kv", "odd_heads_auto",
          "one_token", "grads_ulysses", "grads_gather_kv", "padded_text_grads"]
@@ -39,3 +45,15 @@ def test_shard_covers_sequence_and_groups():
         assert sum(sizes) == s.size and len(sizes) == g1 - g0
     assert shards[1].local_groups(groups) == (0, 2, (2, 5))  # tokens 7..13: 2 of group 0, 5 of group 1
     assert Shard(1, 2, 1).local_groups((1,)) == (0, 1, (1,))  # a rank holding only padding
+
+
+def test_attention_method_is_refused_before_any_work():
+    assert sequence_attention("auto", 4, 2) is ulysses_attention
+    assert sequence_attention("auto", 3, 2) is gathered_kv_attention
+    dit = DiT(dataclasses.replace(DiTConfig.preset("tiny"), num_heads=3))
+    x, t, context = torch.randn(1, 4, 1, 2, 2), torch.tensor([500.0]), torch.randn(1, 3, 24)
+    # No process group exists here: both are refused before the first exchange would need one.
+    with pytest.raises(ValueError, match="Ulysses needs the 3 heads"):
+        dit(x, t, context, parallel=ParallelContext(sp_size=2, sp_attention="ulysses"))
+    with pytest.raises(NotImplementedError, match="step caching"):
+        dit(x, t, context, parallel=ParallelContext(sp_size=2), step_cache=StepCache(StepCacheConfig(0.1)))

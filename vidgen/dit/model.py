@@ -5,13 +5,16 @@ latent frame: with `t` of shape `(B, F)` every token of latent frame `f` is modu
 frames (`t = 0`) and noisy frames sit in one sequence.
 
 Reading order: timestep features, token layout (how modulation and attention segments map onto tokens), attention,
-block, head, the model (embed -> blocks -> head -> unpatchify), packed variable-length batches.
+block, head, the model (embed -> [shard] -> blocks -> head -> [gather] -> unpatchify), packed variable-length batches.
+Sequence parallelism enters `DiT.forward` through the layout: each rank keeps its shard of the tokens, and the layout's
+self-attention sees the whole sequence (vidgen/parallel/sequence.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +24,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
+from vidgen.dit.checkpoint import load_dit, save_dit
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.step_cache import StepCache
 from vidgen.dit.text_rows import compact_text, compact_texts
+from vidgen.parallel.context import ParallelContext
+from vidgen.parallel.sequence import Shard, sequence_attention
 from vidgen_kernels.attention import attention, cu_seqlens
 from vidgen_kernels.ops import apply_rope, linear, modulate, rms_norm, rope_angles, rope_rotation
 
@@ -41,6 +47,14 @@ def timestep_features(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.cos(), angles.sin()], dim=-1).float()
 
 
+def timestep_groups(t: torch.Tensor) -> torch.Tensor:
+    """t `(B,)` or `(B, F)` -> `(B, G)`, one timestep per modulation group. When every sample's per-frame timesteps
+    are equal they become one group per sample, so that case computes exactly what the scalar case does."""
+    if t.ndim == 2 and bool((t == t[:, :1]).all()):
+        return t[:, :1]
+    return t if t.ndim == 2 else t[:, None]
+
+
 @dataclass(frozen=True)
 class TokenLayout:
     """How a token sequence `(B, S, D)` is cut.
@@ -51,7 +65,7 @@ class TokenLayout:
     context_repeats: how many identical text keys each context row stands for, `(L,)` (or packed `(ΣL_i,)`) int64,
         when trailing zero rows were dropped (vidgen/dit/text_rows.py); None when every row is its own key.
     self_attention: replaces the self-attention kernel when the tokens are one shard of a longer sequence
-        (`vidgen.parallel.sequence`): `(q, k, v)` local `(B, S, H, Dh)` -> `(B, S, H, Dh)`.
+        (`DiT.forward` with a sequence-parallel group): `(q, k, v)` local `(B, S, H, Dh)` -> `(B, S, H, Dh)`.
     """
 
     group_sizes: tuple[int, ...]
@@ -277,9 +291,9 @@ class DiT(nn.Module):
         if step_cache is not None:
             h = self.blocks[0](x, time_mod, context, rope, layout)
             first = h - x  # (B, S, D)
-            if step_cache.reuse(first):
-                step_cache.skipped += 1
-                return h + step_cache.rest_residual
+            rest = step_cache.lookup(first)
+            if rest is not None:
+                return h + rest
             x = self._run(self.blocks[1:], h, time_mod, context, rope, layout)
             step_cache.store(first, x - h)
             return x
@@ -295,29 +309,39 @@ class DiT(nn.Module):
 
     # ---- forward ---------------------------------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, parallel=None,
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, parallel: ParallelContext | None = None,
                 step_cache: StepCache | None = None) -> torch.Tensor:
         """x `(B, C_in, F, h, w)`, t `(B,)` or `(B, F)`, context `(B, L, text_dim)` -> `(B, C_out, F, h, w)`.
 
-        `parallel`: a `vidgen.parallel.ParallelContext`; with a sequence-parallel group the tokens are sharded over it
-        (every rank passes the same inputs and gets the same full output).
+        `parallel`: a `vidgen.parallel.ParallelContext`; with a sequence-parallel group each rank runs the blocks on
+        its shard of the tokens (every rank passes the same inputs and gets the same full output).
         `step_cache`: a `StepCache` of this sampling run (one per guidance branch), updated in place."""
-        if parallel is not None and parallel.sp_size > 1:
+        sharded = parallel is not None and parallel.sp_size > 1
+        if sharded:
             if step_cache is not None:
                 raise NotImplementedError("step caching is not supported with sequence parallelism; drop step_cache")
-            from vidgen.parallel.sequence import sequence_parallel_forward
-
-            return sequence_parallel_forward(self, x, t, context, parallel)
-        t = self._check_inputs(x, t, context)
-        grid = self._grid(x)
+            attend = sequence_attention(parallel.sp_attention, self.config.num_heads, parallel.sp_size)
+        t = self.check_inputs(x, t, context)
+        grid = self.token_grid(x)
         tokens = self.embed_patches(x)  # (B, S, D)
-        t = _timestep_groups(t)  # (B, G): G = 1 (scalar) or F (per frame)
-        e, time_mod = self.embed_time(t)
+        t = timestep_groups(t)  # (B, G): G = 1 (scalar) or F (per frame)
+        e, time_mod = self.embed_time(t)  # (B, G, D), (B, G, 6, D)
         context, repeats = compact_text(context)  # (B, L, text_dim) -> (B, L', text_dim), L' <= L
         layout = TokenLayout((tokens.shape[1] // t.shape[1],) * t.shape[1], context_repeats=repeats)
+        rope = self.rope(grid, x.device)  # (S, Dh/2)
+        if sharded:  # from here on this rank holds n = ⌈S/P⌉ tokens, and the modulation groups they fall in
+            shard = Shard(tokens.shape[1], parallel.sp_size, parallel.sp_rank)
+            g0, g1, sizes = shard.local_groups(layout.group_sizes)
+            layout = replace(layout, group_sizes=sizes,
+                             self_attention=partial(attend, shard=shard, group=parallel.sp_group))
+            tokens, rope = shard.take(tokens), shard.take(rope, 0)  # (B, n, D), (n, Dh/2)
+            e, time_mod = e[:, g0:g1], time_mod[:, g0:g1]  # (B, G', D), (B, G', 6, D)
         context = self.text_embedding(context)  # (B, L', D)
-        tokens = self.run_blocks(tokens, time_mod, context, self.rope(grid, x.device), layout, step_cache)
-        return self.unpatchify(self.head(tokens, e, layout), grid)
+        tokens = self.run_blocks(tokens, time_mod, context, rope, layout, step_cache)
+        out = self.head(tokens, e, layout)  # (B, S, pt·ph·pw·C_out); sharded: this rank's (B, n, ...)
+        if sharded:
+            out = shard.gather(out, parallel.sp_group)  # every rank's (B, n, ...) -> (B, S, ...)
+        return self.unpatchify(out, grid)
 
     def forward_packed(
         self, xs: list[torch.Tensor], ts: list[torch.Tensor | float], contexts: list[torch.Tensor]
@@ -339,10 +363,10 @@ class DiT(nn.Module):
                     f"forward_packed sample {i}: expected x (C, F, h, w) and context (L, text_dim), got shapes "
                     f"{tuple(x.shape)} and {tuple(ctx.shape)}"
                 )
-            t = self._check_inputs(x[None], t.reshape(1) if t.ndim == 0 else t[None], ctx[None])
-            grids.append(self._grid(x[None]))
+            t = self.check_inputs(x[None], t.reshape(1) if t.ndim == 0 else t[None], ctx[None])
+            grids.append(self.token_grid(x[None]))
             tokens.append(self.embed_patches(x[None]))  # (1, S_i, D)
-            t = _timestep_groups(t)[0]  # (G_i,)
+            t = timestep_groups(t)[0]  # (G_i,)
             tvals.append(t)
             groups += [tokens[-1].shape[1] // len(t)] * len(t)
             ropes.append(self.rope(grids[-1], x.device))
@@ -363,10 +387,12 @@ class DiT(nn.Module):
 
     # ---- checks ----------------------------------------------------------------------------------------------------
 
-    def _grid(self, x: torch.Tensor) -> tuple[int, int, int]:
+    def token_grid(self, x: torch.Tensor) -> tuple[int, int, int]:
+        """The token grid (F', h', w') of a latent x `(B, C_in, F, h, w)`: its size over the patch size."""
         return tuple(n // p for n, p in zip(x.shape[2:], self.config.patch_size))
 
-    def _check_inputs(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def check_inputs(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Raise a ValueError that names what is wrong with `forward`'s inputs; returns t, fp32 `(B,)` or `(B, F)`."""
         c = self.config
         if x.ndim != 5 or x.shape[1] != c.in_dim:
             raise ValueError(f"DiT: x has shape {tuple(x.shape)}; expected (B, {c.in_dim}, F, h, w) latents")
@@ -395,20 +421,8 @@ class DiT(nn.Module):
     def from_pretrained(cls, path: str | Path, dtype: torch.dtype | None = None, device="cpu") -> "DiT":
         """Load a diffusers `WanTransformer3DModel` folder, an original Wan 2.1 folder, or our `save_pretrained`
         folder. `dtype=None` keeps the checkpoint's floating-point dtype."""
-        from vidgen.dit.checkpoint import load_dit
-
-        return load_dit(path, dtype=dtype, device=device)
+        return load_dit(path, cls, dtype=dtype, device=device)
 
     def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> None:
         """Write `config.json` and `model.safetensors` into `folder`."""
-        from vidgen.dit.checkpoint import save_dit
-
         save_dit(self, folder, overwrite=overwrite)
-
-
-def _timestep_groups(t: torch.Tensor) -> torch.Tensor:
-    """t `(B,)` or `(B, F)` -> `(B, G)`. When every sample's per-frame timesteps are equal they become one group per
-    sample, so that case computes exactly what the scalar case does."""
-    if t.ndim == 2 and bool((t == t[:, :1]).all()):
-        return t[:, :1]
-    return t if t.ndim == 2 else t[:, None]

@@ -70,7 +70,16 @@ class StepCache:
             return False
         return bool(self.relative_change(first_residual).max() < self.config.threshold)
 
+    def lookup(self, first_residual: torch.Tensor) -> torch.Tensor | None:
+        """What blocks 2..N added at the last computed step when this step may reuse it (counted as skipped);
+        None when the blocks must run (then `store` their result)."""
+        if not self.reuse(first_residual):
+            return None
+        self.skipped += 1
+        return self.rest_residual
+
     def store(self, first_residual: torch.Tensor, rest_residual: torch.Tensor) -> None:
+        """The residuals of a fully computed step (counted as computed)."""
         self.first_residual, self.rest_residual = first_residual, rest_residual
         self.computed += 1
 

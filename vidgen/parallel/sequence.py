@@ -1,7 +1,8 @@
 """Sequence parallelism for the DiT: the tokens of one sample are sharded over the ranks of `parallel.sp_group`.
 
-Every rank embeds the full input (cheap), keeps its shard of n = ⌈S/P⌉ tokens (the last ranks carry zero padding when
-P does not divide S), runs all blocks on the shard, and gathers the head's output. Everything in a block is per token
+`DiT.forward(..., parallel=...)` uses these pieces: every rank embeds the full input (cheap), keeps its `Shard` of
+n = ⌈S/P⌉ tokens (the last ranks carry zero padding when P does not divide S), runs all blocks on the shard with the
+self-attention that `sequence_attention` picks, and gathers the head's output. Everything in a block is per token
 except self-attention, which sees the whole sequence in one of two exact ways:
 
 - Ulysses (heads divisible by P): an all-to-all turns "my tokens, all heads" into "all tokens, my H/P heads", attention
@@ -20,15 +21,14 @@ keys) and dropped from the output. Cross-attention, modulation and the feed-forw
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
 from vidgen.parallel.comm import all_to_all, gather_replicated, gather_shared
-from vidgen.parallel.context import ParallelContext
 from vidgen_kernels.attention import attention
 
 
@@ -61,6 +61,11 @@ class Shard:
         x = x.movedim(dim, 0)  # (total, ...)
         pad = x.new_zeros(self.padded - self.total, *x.shape[1:])  # new_zeros: any dtype, complex RoPE included
         return torch.cat([x, pad])[self.start : self.stop].movedim(0, dim)
+
+    def gather(self, x: torch.Tensor, group) -> torch.Tensor:
+        """Every rank's shard `(B, n, C)` -> the whole sequence `(B, total, C)` on each rank, padding dropped. The
+        backward keeps this rank's slice: for outputs that every rank then uses identically."""
+        return rearrange(gather_replicated(x, group), "p b n c -> b (p n) c")[:, : self.total]
 
     def local_groups(self, group_sizes: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]]:
         """Which modulation groups this shard touches -> (first, last+1, their sizes within the shard); padding joins
@@ -99,39 +104,14 @@ def gathered_kv_attention(q, k, v, shard: Shard, group) -> torch.Tensor:
     return attention(q, k, v)
 
 
-def sequence_parallel_forward(
-    dit, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, parallel: ParallelContext, method: str | None = None
-) -> torch.Tensor:
-    """`dit(x, t, context)` with the tokens sharded over `parallel.sp_group`: same inputs and same full output
-    `(B, C_out, F, h, w)` on every rank. method: "ulysses", "gather_kv", "auto" (Ulysses when heads divide), or
-    None for `parallel.sp_attention`."""
-    from vidgen.dit.model import TokenLayout, _timestep_groups
-    from vidgen.dit.text_rows import compact_text
-
-    heads = dit.config.num_heads
-    method = parallel.sp_attention if method is None else method
+def sequence_attention(method: str, num_heads: int, ranks: int) -> Callable[..., torch.Tensor]:
+    """The self-attention over a sharded sequence for `method`: "ulysses", "gather_kv", or "auto" (Ulysses when the
+    heads divide `ranks`) -> `ulysses_attention` or `gathered_kv_attention`, both `(q, k, v, shard, group)`."""
     if method == "auto":
-        method = "ulysses" if heads % parallel.sp_size == 0 else "gather_kv"
-    if method == "ulysses" and heads % parallel.sp_size:
-        raise ValueError(f"Ulysses needs the {heads} heads divisible by the {parallel.sp_size} sequence ranks; "
+        method = "ulysses" if num_heads % ranks == 0 else "gather_kv"
+    if method == "ulysses" and num_heads % ranks:
+        raise ValueError(f"Ulysses needs the {num_heads} heads divisible by the {ranks} sequence ranks; "
                          "use method='gather_kv' or another sequence-parallel size")
     if method not in ("ulysses", "gather_kv"):
         raise ValueError(f"unknown sequence-parallel method {method!r}; expected 'ulysses', 'gather_kv' or 'auto'")
-
-    t = dit._check_inputs(x, t, context)
-    grid = dit._grid(x)
-    tokens = dit.embed_patches(x)  # (B, S, D)
-    t = _timestep_groups(t)  # (B, G)
-    e, time_mod = dit.embed_time(t)  # (B, G, D), (B, G, 6, D)
-    shard = Shard(tokens.shape[1], parallel.sp_size, parallel.sp_rank)
-    g0, g1, sizes = shard.local_groups((tokens.shape[1] // t.shape[1],) * t.shape[1])
-    kernel = ulysses_attention if method == "ulysses" else gathered_kv_attention
-    context, repeats = compact_text(context)  # (B, L, text_dim) -> (B, L', text_dim): trailing zero rows as one
-    layout = TokenLayout(sizes, context_repeats=repeats,
-                         self_attention=functools.partial(kernel, shard=shard, group=parallel.sp_group))
-    rope = shard.take(dit.rope(grid, x.device), 0)  # (S, Dh/2) -> this shard's (n, Dh/2)
-    context = dit.text_embedding(context)  # (B, L', D)
-    local = dit.run_blocks(shard.take(tokens), time_mod[:, g0:g1], context, rope, layout)  # (B, n, D)
-    out = dit.head(local, e[:, g0:g1], layout)  # (B, n, patch·C_out)
-    out = rearrange(gather_replicated(out, parallel.sp_group), "p b n c -> b (p n) c")[:, : shard.total]
-    return dit.unpatchify(out, grid)
+    return ulysses_attention if method == "ulysses" else gathered_kv_attention
