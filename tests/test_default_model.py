@@ -52,6 +52,7 @@ def test_generates_what_the_caption_says(pipe):
     assert scores["background"] >= 5 / 6 and scores["colour"] >= 5 / 6 and scores["one_object"] >= 0.8, scores
 
 
+@pytest.mark.slow
 def test_the_readme_main_command_writes_a_clip(tmp_path):
     """`vidgen generate PROMPT -o clip.mp4` with no --model uses this model at its own defaults, in a fresh process."""
     import subprocess

@@ -32,6 +32,7 @@ def test_items_are_seeded_in_range_and_match_the_renderer():
     assert any(other[i]["caption"] != data[i]["caption"] for i in range(20))
 
 
+@pytest.mark.slow
 def test_partial_captions_leave_one_attribute_out_and_keep_the_clip():
     full = ShapesDataset(400, seed=5, image_ratio=0.2)
     part = ShapesDataset(400, seed=5, image_ratio=0.2, partial_captions=0.4)

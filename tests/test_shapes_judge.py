@@ -35,6 +35,7 @@ def _blur_and_noise(clip, rng, sigma=8.0):
     return np.clip(np.rint(f + rng.normal(0, sigma, f.shape)), 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_judge_reads_ground_truth_clips_clean_and_degraded():
     specs = _ground_truth_specs()
     assert len(specs) >= 200

@@ -161,6 +161,7 @@ def test_shapes_partial_captions_reach_the_source_and_need_the_shapes_world(tmp_
             TrainConfig.load({"output_dir": str(tmp_path), "data": bad})
 
 
+@pytest.mark.slow
 def test_shapes_split_reaches_the_source_and_needs_the_shapes_world(tmp_path):
     from vidgen.shapes.world import all_captions
     from vidgen.train.config import TrainConfig

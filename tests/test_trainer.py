@@ -113,6 +113,7 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
             for k, v in load_file(str(last / f"{name}.safetensors")).items()}
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_with_the_same_weights(cache, text_dir, tmp_path):
     over = {"text_encoder": str(text_dir), "train_text_encoder": True}
     straight = train(TrainConfig.load(cached(cache, tmp_path / "straight", **over)), progress=False)
