@@ -59,10 +59,11 @@ class TiledStep:
     """
 
     def __init__(self, step_fn: Callable, empty_cache: Callable[[], TemporalCache], tiling: Tiling | None, scale: float,
-                 in_unit: int):  # fmt: skip
+                 in_unit: int, caches: dict[tuple[int, int], TemporalCache] | None = None):  # fmt: skip
         self.step_fn, self.empty_cache, self.tiling, self.scale = step_fn, empty_cache, tiling, scale
         self.in_unit = in_unit  # input pixels per tiling pixel (1 for pixels, 1/8 via division for latents)
-        self.caches: dict[tuple[int, int], TemporalCache] = {}
+        # per tile (row, column): its temporal cache; given back to continue a stream that was saved
+        self.caches: dict[tuple[int, int], TemporalCache] = {} if caches is None else caches
 
     @classmethod
     def for_encode(cls, vae, tiling: Tiling | None) -> "TiledStep":
@@ -70,9 +71,9 @@ class TiledStep:
         return cls(vae.encode_step, vae.empty_encoder_cache, tiling, 1 / s, 1)
 
     @classmethod
-    def for_decode(cls, vae, tiling: Tiling | None) -> "TiledStep":
+    def for_decode(cls, vae, tiling: Tiling | None, caches: dict | None = None) -> "TiledStep":
         s = vae.config.spatial_compression
-        return cls(vae.decode_step, vae.empty_decoder_cache, tiling, s, s)
+        return cls(vae.decode_step, vae.empty_decoder_cache, tiling, s, s, caches)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, t, H, W) -> (B, C', t', H·scale, W·scale)."""

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from tests.tiny_pipeline import tiny_vidgen_pipeline
-from vidgen.pipeline import image_to_tensor
+from vidgen.pixels import image_to_tensor
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ import torch
 
 from tests.tiny_pipeline import tiny_vidgen_pipeline
 from vidgen.drift import ColorAnchor
-from vidgen.long_video import LongVideoConfig, StreamDecoder, generate_long_video, prompt_for_segment
+from vidgen.decoding import StreamDecoder
+from vidgen.long_video import LongVideoConfig, generate_long_video, prompt_for_segment
 from vidgen.metrics import DriftMeter, drift_report
 from vidgen.video_io import read_video
 
@@ -54,7 +55,7 @@ def test_pixel_handover_reencodes_the_last_written_frames(pipe, tmp_path):
     cfg = LongVideoConfig(segments=2, handover="pixel", **{**SMALL, "frames": 9, "context_frames": 5})
     generate_long_video(rec, "a red circle", tmp_path / "long.mp4", cfg, progress=False)
     frames, _ = read_video(tmp_path / "long.mp4")  # lossy, so compare with what was written: the stream decode
-    first = np.concatenate(list(StreamDecoder(pipe.vae)(rec.calls[0][2])))  # (9, H, W, 3)
+    first = torch.cat(list(StreamDecoder(pipe.vae)(rec.calls[0][2])), 1)[0].numpy()  # (9, H, W, 3)
     last5 = torch.from_numpy((np.clip(first[-5:], 0, 1) * 255 + 0.5).astype(np.uint8))
     expected = pipe.vae.encode(last5.permute(3, 0, 1, 2)[None].float() / 127.5 - 1)
     assert torch.equal(rec.calls[1][1]["context_latents"], expected)
@@ -105,7 +106,7 @@ def test_random_seed_is_kept_for_resume(pipe, tmp_path):
 def test_stream_decoder_in_pieces_equals_vae_decode(pipe):
     z = torch.randn(1, 4, 4, 2, 2, generator=torch.Generator().manual_seed(0))
     dec = StreamDecoder(pipe.vae)
-    pieces = [*dec(z[:, :, :1]), *dec(z[:, :, 1:3]), *dec(z[:, :, 3:])]
+    pieces = [p[0].numpy() for p in (*dec(z[:, :, :1]), *dec(z[:, :, 1:3]), *dec(z[:, :, 3:]))]
     assert [len(p) for p in pieces] == [1, 4, 4, 4]
     ref = ((pipe.vae.decode(z) + 1) / 2).clamp(0, 1)[0].permute(1, 2, 3, 0).numpy()
     assert np.allclose(np.concatenate(pieces), ref, atol=1e-5)

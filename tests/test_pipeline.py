@@ -67,11 +67,7 @@ def test_batched_guidance_equals_two_forwards_and_batches(pipe):
     x = _noise(pipe, batch=4)
     kw = dict(latents=x, num_videos_per_prompt=2, progress=False, output_type="latent", guidance_scale=3.0)
     a = pipe(["a red circle", "a blue square"], **kw).frames
-    pipe.batch_guidance = False
-    try:
-        b = pipe(["a red circle", "a blue square"], **kw).frames
-    finally:
-        pipe.batch_guidance = True
+    b = pipe(["a red circle", "a blue square"], batch_guidance=False, **kw).frames
     assert a.shape == (4, 4, 2, 4, 4) and torch.allclose(a, b, atol=1e-5)
     # each video of a batch equals the same prompt and noise alone
     alone = pipe("a blue square", latents=x[2:3], progress=False, output_type="latent", guidance_scale=3.0).frames
@@ -198,7 +194,7 @@ def test_not_a_model_folder_names_missing_file(tmp_path, monkeypatch):
     (tmp_path / "model_index.json").write_text('{"_class_name": "WanImageToVideoPipeline"}')
     with pytest.raises(ValueError, match="only Wan 2.1 text-to-video"):
         VideoPipeline.from_pretrained(tmp_path)
-    monkeypatch.setattr("vidgen.pipeline.DEFAULT_MODEL_DIR", tmp_path / "assets" / "default")
+    monkeypatch.setattr("vidgen.model_folder.DEFAULT_MODEL_DIR", tmp_path / "assets" / "default")
     with pytest.raises(FileNotFoundError, match="embedded default model is not installed"):
         VideoPipeline.from_pretrained()
 

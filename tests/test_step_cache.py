@@ -25,12 +25,8 @@ def _latents(batch=1, seed=3):
 
 
 def _run(pipe, step_cache, batch_guidance=True, **kw):
-    pipe.batch_guidance = batch_guidance
-    try:
-        return pipe("a red circle", latents=_latents(), output_type="latent", progress=False, step_cache=step_cache,
-                    **kw)
-    finally:
-        pipe.batch_guidance = True
+    return pipe("a red circle", latents=_latents(), output_type="latent", progress=False, step_cache=step_cache,
+                batch_guidance=batch_guidance, **kw)
 
 
 def test_threshold_zero_equals_no_cache_exactly(pipe):

@@ -7,7 +7,7 @@ the DiT is told σ_c as their timestep: the noise augmentation the model saw in 
 `flow.context_sigma_max`), which makes it lean less on small errors in the context.
 
 Sizes: an image or video of another size is scaled to cover the target height × width (aspect ratio kept) and the
-overflow is cropped equally on both sides (`pipeline.image_to_tensor`). PIL images of any mode (RGBA, L, P, ...)
+overflow is cropped equally on both sides (`pixels.image_to_tensor`). PIL images of any mode (RGBA, L, P, ...)
 are converted to RGB; arrays and tensors must already have 3 channels.
 """
 
@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from vidgen.pixels import image_to_tensor
 from vidgen.samplers import CleanFrames
 
 DEFAULT_CONTEXT_FRAMES = 5  # anchor + one group of 4: enough to carry motion, cheap to re-encode
@@ -47,12 +48,11 @@ def video_frame(video, i: int):
 
 def video_to_tensor(video, height: int, width: int, last: int | None = None) -> torch.Tensor:
     """The last `last` frames (all when None) of a video → pixels (1, 3, t, height, width) in [-1, 1]."""
-    from vidgen.pipeline import image_to_tensor
-
     video = video_to_frames(video)
     n = len(video)
     start = 0 if last is None else n - last
-    frames = [image_to_tensor(video_frame(video, i), height, width) for i in range(start, n)]  # each (1, 3, 1, H, W)
+    # each (1, 3, 1, H, W); a size change is stated once, for the first frame
+    frames = [image_to_tensor(video_frame(video, i), height, width, notice=i == start) for i in range(start, n)]
     return torch.cat(frames, dim=2)
 
 
@@ -111,7 +111,12 @@ def check_context_args(*, image, video, context_frames: int | None, context_late
 
 def encode_video_context(vae, video, context_frames: int, height: int, width: int) -> torch.Tensor:
     """The last `context_frames` (1 + 4j) frames of `video` → clean latents (1, C, 1 + j, h, w), float32."""
-    pixels = video_to_tensor(video, height, width, last=context_frames)  # (1, 3, k, H, W)
+    return encode_context(vae, video_to_tensor(video, height, width, last=context_frames))
+
+
+def encode_context(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels (1, 3, 1 + 4j, H, W) in [-1, 1] → clean context latents (1, C, 1 + j, h, w), float32: the one path
+    from frames to a clean prefix (first frames, continuation, long-video hand-over)."""
     return vae.encode(pixels.to(vae.device, vae.dtype)).float()
 
 
@@ -150,9 +155,3 @@ def restore_context(latents: torch.Tensor, context: torch.Tensor) -> torch.Tenso
     out = latents.clone()
     out[:, :, :context.shape[2]] = context.to(latents.device, latents.dtype)
     return out
-
-
-def pixel_frames_of(num_latents: int, temporal: int = 4) -> int:
-    """Pixel frames that `num_latents` ≥ 1 leading latent frames decode to: 1 + temporal·(F − 1)."""
-    return 1 + temporal * (num_latents - 1)
-

@@ -31,8 +31,8 @@ import dataclasses
 import gzip
 import json
 import os
-import random
 import shutil
+import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +41,17 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from vidgen.checks import check_generation_args
-from vidgen.conditioning import check_context_frames
+from tqdm.auto import tqdm
+
+from vidgen.conditioning import check_context_frames, encode_context
 from vidgen.config_io import to_dict
 from vidgen.drift import ColorAnchor
 from vidgen.files import write_atomic
 from vidgen.metrics import DriftMeter, DriftReport
-from vidgen.video_io import VideoWriter, check_output_path, to_uint8
+from vidgen.decoding import StreamDecoder
+from vidgen.pixels import uint8_to_signed
+from vidgen.request import GenerationRequest, Geometry
+from vidgen.video_io import VIDEO_FORMATS, VideoWriter, check_output_path, to_uint8
 
 HANDOVERS = ("pixel", "latent")
 STATE_VERSION = 1
@@ -77,8 +81,9 @@ class LongVideoConfig:
             raise ValueError(f"segments must be a whole number >= 1, got {self.segments!r}")
         if self.handover not in HANDOVERS:
             raise ValueError(f"handover must be one of {HANDOVERS}, got {self.handover!r}")
-        if not 0 <= self.context_noise < 1:
-            raise ValueError(f"context_noise must be a noise level σ in [0, 1), got {self.context_noise}")
+        noise = self.context_noise
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
+            raise ValueError(f"context_noise must be a noise level σ in [0, 1), got {noise!r}")
 
 
 @dataclass(frozen=True)
@@ -94,33 +99,6 @@ def prompt_for_segment(prompts: list[str], i: int) -> str:
     return prompts[min(i, len(prompts) - 1)]
 
 
-class StreamDecoder:
-    """One causal VAE decode stream with an explicit, savable cache: latent chunks → float frames in [0, 1].
-
-    Feeding a window in several calls equals feeding it at once (the decoder is causal and its cache is carried).
-    """
-
-    def __init__(self, vae, tiling=None, caches: dict | None = None):
-        from causal_vae.tiling import TiledStep
-
-        self.vae = vae
-        self._step = TiledStep.for_decode(vae, tiling)
-        if caches is not None:
-            self._step.caches = caches
-
-    @property
-    def caches(self) -> dict:
-        return self._step.caches
-
-    @torch.no_grad()
-    def __call__(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
-        """latents (1, C, m, h, w), normalised → one chunk per latent frame: float32 (t, H, W, 3) in [0, 1]."""
-        for j in range(latents.shape[2]):
-            z = self.vae.denormalize(latents[:, :, j:j + 1].to(self.vae.device, self.vae.dtype))
-            pixels = self._step(z).clamp(-1.0, 1.0)  # (1, 3, t, H, W)
-            yield ((pixels[0].float() + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
-
-
 def generate_long_video(pipe, prompts: str | list[str], output: str | Path, config: LongVideoConfig, *,
                         state_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
                         drift: bool = False, progress: bool = True,
@@ -134,20 +112,23 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}")
     run = _resolve(pipe, prompts, config)
-    output = check_output_path(output, overwrite)
+    output = check_long_video_output(output, overwrite)
     state = _State(Path(state_dir) if state_dir is not None else output.with_name(output.name + ".state"))
     start, carry = 0, None
     if resume and state.exists():
         start, carry = state.load(run)
-        run["seed"] = state.seed()
+        run = dataclasses.replace(run, seed=state.seed())
+        if progress:
+            tqdm.write(f"resuming from segment {start + 1}/{config.segments} ({start} done, in {state.folder})"
+                       if start < config.segments else f"all {start} segments were done; writing the video",
+                       file=sys.stderr)
     elif state.exists():
         raise FileExistsError(f"{state.folder} holds the state of an unfinished run; pass resume=True (--resume) to "
                               "continue it, or delete the folder to start over")
     state.begin(run)
 
-    t_comp = pipe.vae.config.temporal_compression
-    k, n = run["context_frames"], config.segments
-    m = 1 + (k - 1) // t_comp  # context latent frames
+    k, n = run.context_frames, config.segments
+    m = Geometry.of(pipe.dit, pipe.vae).latent_frames(k)  # context latent frames
     meter, anchor = DriftMeter(), ColorAnchor()
     tail: deque[np.ndarray] = deque(maxlen=k)  # the last K written frames
     decoder, context = None, None
@@ -157,20 +138,22 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
         tail.extend(carry["tail"])
         context = carry["context"]
         if carry["decoder"] is not None:
-            decoder = StreamDecoder(pipe.vae, caches=carry["decoder"])
+            decoder = StreamDecoder(pipe.vae, cache=carry["decoder"])
 
     written = 0
-    with VideoWriter(output, fps=run["fps"], overwrite=overwrite) as writer:
+    with VideoWriter(output, fps=run.fps, overwrite=overwrite) as writer:
         for i in range(start):  # resume: the committed frames, exactly as they were written
             for chunk in state.read_frames(i):
                 writer.write(chunk)
                 written += len(chunk)
         for i in range(start, n):
-            seed = run["seed"] + i
-            noise = torch.randn(run["latent_shape"], generator=torch.Generator("cpu").manual_seed(seed))
+            if progress:
+                tqdm.write(f"segment {i + 1}/{n}", file=sys.stderr)
+            seed = run.seed + i
+            noise = torch.randn(run.latent_shape, generator=torch.Generator("cpu").manual_seed(seed))
             latents = pipe(prompt_for_segment(prompts, i), negative_prompt=config.negative_prompt,
-                           num_frames=run["frames"], height=run["height"], width=run["width"],
-                           num_inference_steps=run["steps"], guidance_scale=run["guidance"], shift=run["shift"],
+                           num_frames=run.frames, height=run.height, width=run.width,
+                           num_inference_steps=run.steps, guidance_scale=run.guidance, shift=run.shift,
                            latents=noise, context_latents=context,
                            context_noise=config.context_noise if context is not None else 0.0,
                            output_type="latent", progress=progress).frames  # (1, C, F, h, w), context clean
@@ -180,6 +163,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
                 feed, skip = latents[:, :, m:], 0
             with state.frames_writer(i) as frames_file:
                 for chunk in decoder(feed):
+                    chunk = chunk[0].cpu().numpy()  # (t, H, W, 3) in [0, 1]
                     if skip:
                         chunk, skip = chunk[skip:], max(0, skip - len(chunk))
                         if len(chunk) == 0:
@@ -195,45 +179,63 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
             meter.end_segment()
             anchor.end_segment(i)
             if config.handover == "pixel":
-                context = _encode_frames(pipe.vae, np.stack(tail))  # (1, C, m, h, w)
+                context = encode_context(pipe.vae, uint8_to_signed(np.stack(tail)))  # (1, C, m, h, w)
             else:
                 context = latents[:, :, -m:].clone()
             carry = {"context": context, "meter": meter.state_dict(), "anchor": anchor.state_dict(),
-                     "tail": list(tail), "decoder": decoder.caches if config.handover == "latent" else None}
+                     "tail": list(tail), "decoder": decoder.cache if config.handover == "latent" else None}
             state.commit(i, seed, written, carry)
             if on_segment is not None:
                 on_segment(i)
     state.remove()
-    return LongVideoResult(output, written, run["seed"], meter.report() if drift else None)
+    return LongVideoResult(output, written, run.seed, meter.report() if drift else None)
 
 
-def _resolve(pipe, prompts: list[str], config: LongVideoConfig) -> dict:
+def check_long_video_output(output: str | Path, overwrite: bool = False) -> Path:
+    """`check_output_path`, and a video file: a long video has many frames (an image file takes one)."""
+    path = check_output_path(output, overwrite)
+    if path.suffix.lower() not in (*VIDEO_FORMATS, ".gif"):
+        raise ValueError(f"cannot write a long video to {str(path)!r}: expected a video file, one of "
+                         f"{sorted(VIDEO_FORMATS) + ['.gif']}")
+    return path
+
+
+@dataclass(frozen=True)
+class LongVideoRun:
+    """Every setting of one long-video run, resolved and checked; saved as run.json, which a resume must match."""
+
+    version: int
+    prompts: list[str]
+    config: dict  # the LongVideoConfig as given
+    frames: int
+    height: int
+    width: int
+    steps: int
+    guidance: float
+    shift: float
+    context_frames: int
+    fps: float
+    seed: int
+    latent_shape: tuple[int, ...]
+    dit: dict  # the DiT's config: a resume on another model is refused
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples → lists, as saved
+
+
+def _resolve(pipe, prompts: list[str], config: LongVideoConfig) -> LongVideoRun:
     """Every setting of the run, validated before any heavy work; also what a resumed run must match."""
-    c = pipe.config
-    pick = lambda value, default: default if value is None else value  # noqa: E731
-    frames = pick(config.frames, c.num_frames)
-    height, width = pick(config.height, c.height), pick(config.width, c.width)
-    steps, guidance, shift = (pick(config.num_inference_steps, c.num_inference_steps),
-                              pick(config.guidance_scale, c.guidance_scale), pick(config.shift, c.shift))
-    vae_cfg = pipe.vae.config
-    check_generation_args(frames, height, width, steps, guidance, shift,
-                          multiple=vae_cfg.spatial_compression * pipe.dit.config.patch_size[1],
-                          temporal=vae_cfg.temporal_compression)
+    request = GenerationRequest.resolve(
+        pipe.config, Geometry.of(pipe.dit, pipe.vae), num_frames=config.frames, height=config.height,
+        width=config.width, num_inference_steps=config.num_inference_steps, guidance_scale=config.guidance_scale,
+        shift=config.shift, seed=config.seed, fps=config.fps, negative_prompt=config.negative_prompt,
+        seeds_used=config.segments)
     if config.segments > 1:
-        check_context_frames(config.context_frames, frames, frames, vae_cfg.temporal_compression)
-    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**62)
-    latent_shape = (1, pipe.dit.config.in_dim, 1 + (frames - 1) // vae_cfg.temporal_compression,
-                    height // vae_cfg.spatial_compression, width // vae_cfg.spatial_compression)
-    return {"version": STATE_VERSION, "prompts": prompts, "config": to_dict(config), "frames": frames,
-            "height": height, "width": width, "steps": steps, "guidance": guidance, "shift": shift,
-            "context_frames": config.context_frames, "fps": pick(config.fps, c.fps), "seed": seed,
-            "latent_shape": latent_shape, "dit": dataclasses.asdict(pipe.dit.config)}
-
-
-def _encode_frames(vae, frames: np.ndarray) -> torch.Tensor:
-    """uint8 frames (K, H, W, 3) → clean latents (1, C, 1 + (K − 1)/4, h, w), float32."""
-    pixels = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # (1, 3, K, H, W) in [-1, 1]
-    return vae.encode(pixels.to(vae.device, vae.dtype)).float()
+        check_context_frames(config.context_frames, request.num_frames, request.num_frames,
+                             request.geometry.temporal)
+    return LongVideoRun(STATE_VERSION, prompts, to_dict(config), request.num_frames, request.height, request.width,
+                        request.num_inference_steps, request.guidance_scale, request.shift, config.context_frames,
+                        request.fps, request.seed, request.latent_shape(1), dataclasses.asdict(pipe.dit.config))
 
 
 # --- which hand-over drifts least ---------------------------------------------------------------------------------
@@ -313,19 +315,19 @@ class _State:
     def _name(self, i: int, suffix: str) -> Path:
         return self.folder / f"segment_{i:04d}.{suffix}"
 
-    def begin(self, run: dict) -> None:
+    def begin(self, run: LongVideoRun) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.exists():
-            write_atomic(self.folder / "run.json", lambda p: p.write_text(json.dumps(run, indent=1)))
+            write_atomic(self.folder / "run.json", lambda p: p.write_text(json.dumps(run.to_json(), indent=1)))
 
     def seed(self) -> int:
         return json.loads((self.folder / "run.json").read_text())["seed"]
 
-    def load(self, run: dict) -> tuple[int, dict | None]:
+    def load(self, run: LongVideoRun) -> tuple[int, dict | None]:
         """(the first segment still to make, the carry of the one before it) after checking the settings match."""
         saved = json.loads((self.folder / "run.json").read_text())
-        current = json.loads(json.dumps({**run, "seed": saved["seed"]}))  # tuples → lists, as saved
-        if run["config"]["seed"] is None:
+        current = {**run.to_json(), "seed": saved["seed"]}
+        if run.config["seed"] is None:
             current["config"]["seed"] = saved["config"]["seed"]
         differ = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
         if differ:

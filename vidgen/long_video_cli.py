@@ -6,14 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-USAGE_EXAMPLE = 'python scripts/long_video.py "a red circle moves left" --segments 4 -o long.mp4'
+USAGE_EXAMPLE = ('python scripts/long_video.py "a green circle moving left on a white background" --segments 4 '
+                 '-o long.mp4')
+DESCRIPTION = "Generate a long video as chained segments, each conditioned on the end of the previous one."
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="long_video.py",
-        description="Generate a long video as chained segments, each conditioned on the end of the previous one.",
-        epilog=f"example: {USAGE_EXAMPLE}")
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or "long_video.py", description=DESCRIPTION,
+                                epilog=f"example: {USAGE_EXAMPLE}")
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The long-video options (also `vidgen long-video`)."""
     p.add_argument("prompt", nargs="?", help="the prompt of every segment (or use --prompts)")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4, .webm, ...)")
     p.add_argument("--segments", type=int, help="number of segments (default with --prompts: one per line)")
@@ -40,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drift-report", action="store_true",
                    help="print per-segment mean Lab colour, its change from segment 1 and the seam jumps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bars or segment lines")
 
 
 def resolve_prompts(prompt: str | None, prompts_file: str | None, segments: int | None) -> tuple[list[str], int]:
@@ -67,12 +74,24 @@ def resolve_prompts(prompt: str | None, prompts_file: str | None, segments: int 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vidgen.cli_args import one_line_warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    from vidgen.conditioning import check_context_frames
-    from vidgen.long_video import LongVideoConfig, generate_long_video
-    from vidgen.pipeline import VideoPipeline, read_model_folder
-    from vidgen.video_io import check_output_path
+
+    def fail(message: str):
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    with one_line_warnings(parser.prog):
+        return run(args, fail)
+
+
+def run(args: argparse.Namespace, fail) -> int:
+    """The long-video command on parsed arguments; `fail(message)` reports a user error and exits."""
+    from vidgen.long_video import LongVideoConfig, check_long_video_output, generate_long_video
+    from vidgen.model_folder import read_model_folder
+    from vidgen.request import GenerationRequest
 
     try:  # every argument checked before the model is loaded
         prompts, segments = resolve_prompts(args.prompt, args.prompts, args.segments)
@@ -81,20 +100,27 @@ def main(argv: list[str] | None = None) -> int:
                                  color_anchor=args.color_anchor, seed=args.seed, height=args.height,
                                  width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance,
                                  fps=args.fps)
-        check_output_path(args.output, args.overwrite)
+        check_long_video_output(args.output, args.overwrite)
         folder, defaults = read_model_folder(Path(args.model) if args.model else None)  # no weights read yet
-        frames = defaults.num_frames if args.frames is None else args.frames
+        request = GenerationRequest.resolve(
+            defaults, num_frames=args.frames, height=args.height, width=args.width, num_inference_steps=args.steps,
+            guidance_scale=args.guidance, seed=args.seed, fps=args.fps, seeds_used=segments)
         if segments > 1:
-            check_context_frames(args.context_frames, frames, frames)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError) as e:
-        parser.error(str(e))
+            from vidgen.conditioning import check_context_frames
 
-    pipe = VideoPipeline.from_pretrained(folder)
+            check_context_frames(args.context_frames, request.num_frames, request.num_frames)
+        from vidgen.pipeline import VideoPipeline, check_device
+
+        check_device(args.device)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError) as e:
+        fail(str(e))
+
+    pipe = VideoPipeline.from_pretrained(folder, device=args.device, progress=not args.quiet)
     try:
         result = generate_long_video(pipe, prompts, args.output, config, state_dir=args.state_dir, resume=args.resume,
                                      overwrite=args.overwrite, drift=args.drift_report, progress=not args.quiet)
     except (ValueError, FileExistsError) as e:
-        parser.error(str(e))
+        fail(str(e))
     print(f"wrote {result.path} ({result.frames_written} frames, {segments} segments, seed {result.seed})")
     if result.report is not None:
         print(result.report.to_markdown())

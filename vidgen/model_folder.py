@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vidgen.config_io import from_dict
+from vidgen.request import PipelineConfig
+
 OUR_CONFIG = "vidgen_pipeline.json"
 DIFFUSERS_INDEX = "model_index.json"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
@@ -59,3 +62,17 @@ def read_diffusers_pipeline(folder: Path) -> dict:
     # UniPC/DPM schedulers name it flow_shift; FlowMatchEulerDiscreteScheduler names it shift.
     shift = sched.get("flow_shift", sched.get("shift", 1.0))
     return {"shift": float(shift)}
+
+
+def read_model_folder(folder: str | Path | None) -> tuple[Path, PipelineConfig]:
+    """Check a model folder (None: the embedded default) and read its generation defaults, without loading weights."""
+    if folder is None:
+        folder = DEFAULT_MODEL_DIR
+        if not (folder / OUR_CONFIG).is_file():
+            raise FileNotFoundError(
+                f"the embedded default model is not installed (looked for {folder / OUR_CONFIG}); pass a model "
+                "folder instead, e.g. VideoPipeline.from_pretrained('Wan2.1-T2V-1.3B-Diffusers') or --model DIR")
+    folder, kind = find_model_folder(folder)
+    if kind == "vidgen":
+        return folder, from_dict(PipelineConfig, folder / OUR_CONFIG)
+    return folder, PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])

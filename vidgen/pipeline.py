@@ -7,8 +7,9 @@ loop with latent frame 0 held clean (σ = 0): conditioning is data (`samplers.Cl
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -17,58 +18,32 @@ import torch
 from tqdm.auto import tqdm
 
 from vidgen import conditioning
-from vidgen.conditioning import video_to_frames
-from vidgen.config_io import from_dict, to_dict
+from vidgen.config_io import to_dict
+from vidgen.decoding import StreamDecoder
 from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
-from vidgen.flow import sigma_schedule, to_timestep
-from vidgen.checks import check_generation_args
-from vidgen.model_folder import DEFAULT_MODEL_DIR, OUR_CONFIG, find_model_folder, read_diffusers_pipeline
 from vidgen.files import atomic_folder
-from vidgen.samplers import StepInfo, cfg, get_sampler
+from vidgen.flow import sigma_schedule
+from vidgen.model_folder import OUR_CONFIG, read_model_folder
+from vidgen.pixels import image_size, image_to_tensor, to_unit
+from vidgen.request import GenerationRequest, Geometry, PipelineConfig
+from vidgen.samplers import StepInfo, get_sampler
 from vidgen.text import TextEncoder
+from vidgen.velocity import TextContexts, check_step_cache, guided_velocity
 
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """A model's generation defaults, saved beside its weights; every one can be overridden per call."""
-
-    num_frames: int = 81
-    height: int = 480
-    width: int = 832
-    num_inference_steps: int = 50
-    guidance_scale: float = 5.0
-    shift: float = 3.0  # Wan 2.1's flow shift at 480p
-    fps: int = 16
-    negative_prompt: str = ""
-    # Text-to-video in two passes: latent frame 0 alone first (the text-to-image case), then the clip with it held
-    # clean, as in frame-to-video. The shapes model moves the stated way more often so (docs/training_shapes.md).
-    anchor_first: bool = False
+__all__ = ["PipelineConfig", "PipelineOutput", "VideoPipeline", "read_model_folder"]
 
 
 @dataclass
 class PipelineOutput:
     """frames: np float32 (B, T, H, W, 3) in [0, 1]; "pt" the same as a tensor; "pil" a list (B) of lists (T) of
-    images; "latent" the final latents (B, C, F, h, w) in the DiT's normalised space. seed: the noise seed used.
-    step_caches: with step_cache=, the caches of the run (one per guidance branch, or one for batched branches),
-    whose computed / skipped count the DiT forwards."""
+    images; "latent" the final latents (B, C, F, h, w) in the DiT's normalised space. seed: the noise seed used
+    (None when latents were given). fps: the model's frames per second (`save_video` uses it).
+    step_caches: with step_cache=, the caches of the run, whose computed / skipped counts the DiT forwards."""
 
     frames: Any
     seed: int | None = None
     step_caches: tuple[StepCache, ...] = ()
-
-
-def read_model_folder(folder: str | Path | None) -> tuple[Path, PipelineConfig]:
-    """Check a model folder (None: the embedded default) and read its generation defaults, without loading weights."""
-    if folder is None:
-        folder = DEFAULT_MODEL_DIR
-        if not (folder / OUR_CONFIG).is_file():
-            raise FileNotFoundError(
-                f"the embedded default model is not installed (looked for {folder / OUR_CONFIG}); pass a model "
-                "folder instead, e.g. VideoPipeline.from_pretrained('Wan2.1-T2V-1.3B-Diffusers') or --model DIR")
-    folder, kind = find_model_folder(folder)
-    if kind == "vidgen":
-        return folder, from_dict(PipelineConfig, folder / OUR_CONFIG)
-    return folder, PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])
+    fps: float | None = None
 
 
 class VideoPipeline:
@@ -78,31 +53,29 @@ class VideoPipeline:
         self.vae = vae
         self.text_encoder = text_encoder
         self.config = config
-        # Both guidance branches in one forward: faster, at twice the activation memory of one branch.
-        self.batch_guidance = True
-        # A vidgen.parallel.ParallelContext: sequence/guidance parallelism and tile-parallel decode over its ranks.
-        self.parallel = None
 
     # --- loading and saving -----------------------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, *, dtype: torch.dtype | None = None,
-                        device: str | torch.device | None = None,
-                        vae_dtype: torch.dtype = torch.float32) -> "VideoPipeline":
+                        device: str | torch.device | None = None, vae_dtype: torch.dtype = torch.float32,
+                        progress: bool = True) -> "VideoPipeline":
         """Load our saved pipeline or a diffusers-format Wan 2.1 T2V folder; no folder: the embedded default model.
 
         dtype (DiT and text encoder): default fp32 on CPU, bf16 on CUDA. device: default CUDA when available.
-        """
+        progress=False silences the weight-loading bars too."""
         from causal_vae import CausalVAE
         from vidgen.dit.model import DiT
 
         folder, config = read_model_folder(folder)
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = check_device(device)
+        check_weight_headers(folder)  # a broken file of any component fails before the first one loads
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         dit = DiT.from_pretrained(folder / "transformer", dtype=dtype, device=device)
         vae = CausalVAE.from_pretrained(folder / "vae", dtype=vae_dtype, device=device)
-        text = TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", dtype=dtype, device=device,
-                                           max_tokens=dit.config.text_len)
+        with _loading_bars(progress):
+            text = TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", dtype=dtype,
+                                               device=device, max_tokens=dit.config.text_len)
         return cls(dit, vae, text, config)
 
     def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
@@ -128,41 +101,41 @@ class VideoPipeline:
     def device(self) -> torch.device:
         return next(self.dit.parameters()).device
 
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry.of(self.dit, self.vae)
+
     # --- pieces of a call -------------------------------------------------------------------------------------------
+
+    def resolve(self, **settings) -> GenerationRequest:
+        """A checked `GenerationRequest` for this model: unset settings are its defaults (see `GenerationRequest`)."""
+        return GenerationRequest.resolve(self.config, self.geometry, **settings)
 
     def encode_prompt(self, prompt: str | list[str]) -> torch.Tensor:
         """Text context (B, L, D_text) on the DiT's device and dtype; reusable as `prompt_embeds=`."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         return self.text_encoder(prompts).to(self.device, _dtype(self.dit))
 
-    def _per_video(self, embeds: torch.Tensor, n: int) -> torch.Tensor:
-        """(P, L, D) prompt contexts → (P·n, L, D), each repeated for its n videos."""
-        if embeds.ndim != 3 or embeds.shape[2] != self.dit.config.text_dim:
-            raise ValueError(f"prompt embeddings have shape {tuple(embeds.shape)}; expected "
-                             f"(B, L, {self.dit.config.text_dim})")
-        return embeds.to(self.device, _dtype(self.dit)).repeat_interleave(n, dim=0)
-
     def encode_image(self, image, height: int, width: int) -> torch.Tensor:
-        """An image (PIL, np (H, W, 3), or tensor (3, H, W) in [0, 1]) → its latent frame (1, C, 1, h, w)."""
-        pixels = image_to_tensor(image, height, width)  # (1, 3, 1, H, W) in [-1, 1]
-        return self.vae.encode(pixels.to(self.vae.device, _dtype(self.vae))).float()
+        """An image (PIL, np (H, W, 3), or tensor (3, H, W); uint8 or float in [0, 1]) → its latent frame
+        (1, C, 1, h, w)."""
+        return conditioning.encode_context(self.vae, image_to_tensor(image, height, width))  # (1, 3, 1, H, W)
 
-    def decode_latents(self, latents: torch.Tensor, progress: bool = True) -> Iterator[torch.Tensor]:
+    def decode_latents(self, latents: torch.Tensor, progress: bool = True, parallel=None) -> Iterator[torch.Tensor]:
         """Latents (B, C, F, h, w) → float32 frame chunks (B, t, H, W, 3) in [0, 1], streamed one latent frame at
-        a time (1 frame for latent 0, then 4 each), so memory does not grow with the clip length."""
-        vae_dtype = _dtype(self.vae)
-        parts = (latents[:, :, i:i + 1].to(self.vae.device, vae_dtype) for i in range(latents.shape[2]))
-        bar = tqdm(total=latents.shape[2], desc="decode", unit="frame", disable=not progress)
-        with bar:
-            if self.parallel is None:
-                stream = self.vae.stream_decode(parts)
-            else:
-                from vidgen.parallel.generate import decode_stream
+        a time (1 frame for latent 0, then 4 each), so memory does not grow with the clip length. With a parallel
+        context the decode is split over its ranks (vidgen.parallel.generate.decode_stream)."""
+        if parallel is None:
+            stream = StreamDecoder(self.vae)(latents)
+        else:
+            from vidgen.parallel.generate import decode_stream
 
-                stream = decode_stream(self.vae, parts, self.parallel)
-            for pixels in stream:  # (B, 3, t, H, W) in [-1, 1]
+            parts = (latents[:, :, i:i + 1] for i in range(latents.shape[2]))
+            stream = (to_unit(p).permute(0, 2, 3, 4, 1) for p in decode_stream(self.vae, parts, parallel))
+        with tqdm(total=latents.shape[2], desc="decode", unit="frame", disable=not progress) as bar:
+            for frames in stream:  # (B, t, H, W, 3)
                 bar.update(1)
-                yield ((pixels.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1)
+                yield frames
 
     # --- the call ---------------------------------------------------------------------------------------------------
 
@@ -178,11 +151,11 @@ class VideoPipeline:
                  context_frames: int | None = None, context_noise: float = 0.0,
                  context_latents: torch.Tensor | None = None,
                  step_cache: StepCacheConfig | float | None = None,
-                 anchor_first: bool | None = None) -> PipelineOutput:
+                 anchor_first: bool | None = None, parallel=None, batch_guidance: bool = True) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
-        through sampling. callback(StepInfo) runs after every step.
+        through sampling. callback(StepInfo) runs after every step; its `i` counts the steps of the whole call.
         Continuation (vidgen/conditioning.py): video= (frames with a leading time axis) → its last `context_frames`
         (1 + 4j, default 5) frames are re-encoded and held clean as the first latent frames of a window of
         `num_frames` (which counts them); only the num_frames − context_frames new frames are returned.
@@ -192,214 +165,202 @@ class VideoPipeline:
         step_cache: a `StepCacheConfig` (or its threshold) to skip the deeper DiT blocks on steps whose first block
         barely changed (vidgen/dit/step_cache.py); off by default.
         anchor_first (default: the model's `config.anchor_first`): text-to-video as two samplings of `steps` each —
-        latent frame 0 alone from the noise's frame 0, then the whole clip from the noise with that frame held clean.
-        Used only for clips with no image, video or context latents given.
+        latent frame 0 alone from the noise's frame 0 (StepInfo.stage "anchor"), then the whole clip from the noise
+        with that frame held clean ("clip"). Used only for clips with no image, video or context latents given.
+        parallel: a `vidgen.parallel.ParallelContext` (sequence / guidance parallelism, tile-parallel decode).
+        batch_guidance: both guidance branches in one forward (faster, twice one branch's activation memory).
         """
+        # Every check before any heavy work.
         if image is not None and video is not None:
             raise ValueError("pass either image= (frame-to-video) or video= (continuation), not both")
         if video is not None:
-            video = video_to_frames(video)  # a list of frames, each in a form image= takes
-        c = self.config
-        num_frames = c.num_frames if num_frames is None else num_frames
-        if (image is not None or video is not None) and (height is None or width is None):
-            # frame-to-video, continuation: the (last) frame's size by default
-            first = image if image is not None else conditioning.video_frame(video, -1)
-            height, width = size_for_image(first, height, width)
-        height = c.height if height is None else height
-        width = c.width if width is None else width
-        steps = c.num_inference_steps if num_inference_steps is None else num_inference_steps
-        guidance = c.guidance_scale if guidance_scale is None else guidance_scale
-        shift = c.shift if shift is None else shift
-        anchor_first = c.anchor_first if anchor_first is None else anchor_first
-        negative_prompt = c.negative_prompt if negative_prompt is None else negative_prompt
-        # Every check before any heavy work.
-        check_generation_args(num_frames, height, width, steps, guidance, shift, sampler, output_type,
-                              multiple=self.vae.config.spatial_compression * self.dit.config.patch_size[1],
-                              temporal=self.vae.config.temporal_compression)
-        sample = get_sampler(sampler)
+            video = conditioning.video_to_frames(video)  # a list of frames, each in a form image= takes
+        first = image if image is not None else (conditioning.video_frame(video, -1) if video is not None else None)
+        request = self.resolve(
+            num_frames=num_frames, height=height, width=width, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, shift=shift, sampler=sampler, seed=seed, negative_prompt=negative_prompt,
+            anchor_first=anchor_first, output_type=output_type, num_videos_per_prompt=num_videos_per_prompt,
+            context_noise=context_noise, image_size=None if first is None else image_size(first))
         step_cache = as_step_cache(step_cache)
-        if step_cache is not None and self.parallel is not None and self.parallel.sp_size > 1:
-            raise ValueError("step_cache is not supported with sequence parallelism (parallel.sp_size > 1)")
-        caches: list[StepCache] = []
-
-        def new_cache() -> StepCache | None:  # one per model branch: a cache never mixes two trajectories
-            if step_cache is None:
-                return None
-            caches.append(StepCache(step_cache))
-            return caches[-1]
+        check_step_cache(step_cache, parallel)
         context_frames = conditioning.check_context_args(
             image=image, video=video, context_frames=context_frames, context_latents=context_latents,
-            context_noise=context_noise, num_frames=num_frames, temporal=self.vae.config.temporal_compression)
-        if prompt_embeds is None:
-            if prompt is None:
-                raise ValueError("pass a prompt (a string or a list of strings), or prompt_embeds")
-            if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and
-                                                all(isinstance(p, str) for p in prompt))):
-                raise TypeError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-        if num_videos_per_prompt < 1:
-            raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
-        num_prompts = (1 if isinstance(prompt, str) else len(prompt)) if prompt_embeds is None else len(prompt_embeds)
-        batch = num_prompts * num_videos_per_prompt
-        t_comp, s_comp = self.vae.config.temporal_compression, self.vae.config.spatial_compression
-        shape = (batch, self.dit.config.in_dim, 1 + (num_frames - 1) // t_comp, height // s_comp, width // s_comp)
+            context_noise=request.context_noise, num_frames=request.num_frames, temporal=request.geometry.temporal)
+        num_prompts = _count_prompts(prompt, prompt_embeds, request.negative_prompt)
+        shape = request.latent_shape(num_prompts * request.num_videos_per_prompt)
         if latents is not None and tuple(latents.shape) != shape:
-            raise ValueError(f"latents have shape {tuple(latents.shape)}; expected {shape} for {batch} video(s) of "
-                             f"{num_frames} frames at {height}x{width}")
-        if not isinstance(negative_prompt, str) and len(negative_prompt) != num_prompts:
-            raise ValueError(f"got {len(negative_prompt)} negative prompts for {num_prompts} prompts; pass one string "
-                             "or one per prompt")
+            raise ValueError(f"latents have shape {tuple(latents.shape)}; expected {shape} for {shape[0]} video(s) "
+                             f"of {request.num_frames} frames at {request.height}x{request.width}")
 
-        # Text context, computed once for the whole call.
-        if prompt_embeds is None:
-            prompt_embeds = self.encode_prompt(prompt)
-        context = self._per_video(prompt_embeds, num_videos_per_prompt)
-        if guidance > 1 and negative_prompt_embeds is None:
-            negs = [negative_prompt] * num_prompts if isinstance(negative_prompt, str) else list(negative_prompt)
-            negative_prompt_embeds = self.encode_prompt(negs)
-        uncond_context = self._per_video(negative_prompt_embeds, num_videos_per_prompt) if guidance > 1 else None
-        if uncond_context is not None and uncond_context.shape != context.shape:
-            raise ValueError(f"negative prompt context {tuple(uncond_context.shape)} does not match the prompt "
-                             f"context {tuple(context.shape)}")
-        cfg_parallel_on = self.parallel is not None and self.parallel.cfg_size > 1
-        batched = guidance > 1 and self.batch_guidance and not cfg_parallel_on
-
-        def guided_model() -> Callable:
-            """The (guided) velocity of one sampling trajectory, with its own step caches."""
-            model = self._velocity(context, None if batched else new_cache())  # batched: only for both branches
-            if guidance <= 1:
-                return model
-            if cfg_parallel_on:
-                from vidgen.parallel.guidance import cfg_parallel
-
-                return cfg_parallel(model, self._velocity(uncond_context, new_cache()), guidance, self.parallel)
-            if batched:
-                both = self._velocity_both(context, uncond_context, new_cache())
-                return cfg(model, self._velocity(uncond_context), guidance, model_both=both)
-            return cfg(model, self._velocity(uncond_context, new_cache()), guidance)
-
-        # Noise (from a CPU generator, so a seed gives the same clip on every device) and clean context frames.
-        if latents is None:
-            seed = random.SystemRandom().randrange(2**63) if seed is None else seed
-            latents = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
-        else:
-            seed = None
-        latents = latents.to(self.device, torch.float32)
-        clean, prefix = None, context_latents  # prefix: clean latent frames (1 or B, C, F_c, h, w)
+        texts = self._text_contexts(request, prompt, prompt_embeds, negative_prompt_embeds, num_prompts)
+        noise = self._noise(request, shape, latents)
         if image is not None:
-            prefix = self.encode_image(image, height, width)
+            prefix = self.encode_image(image, request.height, request.width)
         elif video is not None:
-            prefix = conditioning.encode_video_context(self.vae, video, context_frames, height, width)
-        anchored = anchor_first and prefix is None and shape[2] > 1
-        schedule = sigma_schedule(steps, shift)
-        bar = tqdm(total=steps * (1 + anchored), desc="denoise", unit="step", disable=not progress)
+            prefix = conditioning.encode_video_context(self.vae, video, context_frames, request.height, request.width)
+        else:
+            prefix = context_latents  # clean latent frames (1 or B, C, F_c, h, w), or None
+        anchored = request.anchor_first and prefix is None and shape[2] > 1
+        out, caches = self._denoise(request, noise, prefix, texts, anchored, parallel=parallel,
+                                    batch_guidance=batch_guidance, step_cache=step_cache, callback=callback,
+                                    progress=progress)
+        # continuation returns only the new frames (frame-to-video and anchor-first keep their frame 0)
+        drop = 0 if image is not None or prefix is None else request.geometry.pixel_frames(prefix.shape[2])
+        frames = self._output(request, out, drop, progress, parallel)
+        return PipelineOutput(frames, None if latents is not None else request.seed, caches, request.fps)
 
+    def _text_contexts(self, request: GenerationRequest, prompt, prompt_embeds, negative_prompt_embeds,
+                       num_prompts: int) -> TextContexts:
+        """The conditional (and, with guidance, unconditional) context, each prompt's repeated for its videos."""
+        n = request.num_videos_per_prompt
+        cond = self._per_video(self.encode_prompt(prompt) if prompt_embeds is None else prompt_embeds, n)
+        if not request.guided:
+            return TextContexts(cond)
+        if negative_prompt_embeds is None:
+            negative = request.negative_prompt
+            negative_prompt_embeds = self.encode_prompt([negative] * num_prompts if isinstance(negative, str)
+                                                        else list(negative))
+        uncond = self._per_video(negative_prompt_embeds, n)
+        if uncond.shape != cond.shape:
+            raise ValueError(f"negative prompt context {tuple(uncond.shape)} does not match the prompt "
+                             f"context {tuple(cond.shape)}")
+        return TextContexts(cond, uncond)
+
+    def _per_video(self, embeds: torch.Tensor, n: int) -> torch.Tensor:
+        """(P, L, D) prompt contexts → (P·n, L, D), each repeated for its n videos."""
+        if embeds.ndim != 3 or embeds.shape[2] != self.dit.config.text_dim:
+            raise ValueError(f"prompt embeddings have shape {tuple(embeds.shape)}; expected "
+                             f"(B, L, {self.dit.config.text_dim})")
+        return embeds.to(self.device, _dtype(self.dit)).repeat_interleave(n, dim=0)
+
+    def _noise(self, request: GenerationRequest, shape: tuple, latents: torch.Tensor | None) -> torch.Tensor:
+        """The starting noise (B, C, F, h, w), float32 on the DiT's device: the given latents, or drawn from a CPU
+        generator, so a seed gives the same clip on every device."""
+        if latents is None:
+            latents = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(request.seed),
+                                  dtype=torch.float32)
+        return latents.to(self.device, torch.float32)
+
+    def _denoise(self, request: GenerationRequest, noise: torch.Tensor, prefix: torch.Tensor | None,
+                 texts: TextContexts, anchored: bool, *, parallel, batch_guidance: bool,
+                 step_cache: StepCacheConfig | None, callback, progress: bool) -> tuple[torch.Tensor, tuple]:
+        """Sample the latents; anchored: latent frame 0 alone first, then the clip with it held clean."""
+        sample = get_sampler(request.sampler)
+        schedule = sigma_schedule(request.num_inference_steps, request.shift)
+        stages = ("anchor", "clip") if anchored else ("clip",)
+        total = request.num_inference_steps * len(stages)
+        caches: tuple[StepCache, ...] = ()
+
+        def trajectory():  # each sampling run gets its own step caches
+            nonlocal caches
+            model, new = guided_velocity(self.dit, texts, request.guidance_scale, parallel=parallel,
+                                         batch_guidance=batch_guidance, step_cache=step_cache)
+            caches += new
+            return model
+
+        with tqdm(total=total, desc="denoise", unit="step", disable=not progress) as bar:
+            report = _step_reporter(bar, callback, request.num_inference_steps, total)
+            if anchored:  # (B, C, 1, h, w) from the noise's own frame 0
+                prefix = sample(trajectory(), noise[:, :, :1], schedule, clean=None, callback=report("anchor", 0))
+            model, clean = trajectory(), None
+            if prefix is not None:
+                clean = conditioning.hold_context(noise, prefix.to(self.device), request.context_noise)
+                model = conditioning.with_context_sigma(model, clean, request.context_noise)
+            latents = sample(model, noise, schedule, clean=clean, callback=report("clip", len(stages) - 1))
+        if prefix is not None and request.context_noise > 0:
+            latents = conditioning.restore_context(latents, prefix)
+        return latents, caches
+
+    def _output(self, request: GenerationRequest, latents: torch.Tensor, drop: int, progress: bool, parallel):
+        """The latents in the requested output type; `drop` leading pixel frames are left out of decoded frames."""
+        if request.output_type == "latent":
+            return latents
+        frames = torch.cat(list(self.decode_latents(latents, progress, parallel)), dim=1)[:, drop:]  # (B, T, H, W, 3)
+        if request.output_type == "pt":
+            return frames
+        frames = frames.cpu().numpy()
+        if request.output_type == "pil":
+            from PIL import Image
+
+            return [[Image.fromarray((f * 255 + 0.5).astype("uint8")) for f in video] for video in frames]
+        return frames
+
+
+def check_weight_headers(folder: Path) -> None:
+    """Every component's safetensors headers read (cheap: no tensor is loaded); WeightsError naming the file."""
+    from causal_vae.io import check_safetensors, safetensors_files
+
+    for sub in ("transformer", "vae", "text_encoder"):
+        if (folder / sub).is_dir():
+            for path in safetensors_files(folder / sub):
+                check_safetensors(path)
+
+
+def check_device(device: str | torch.device | None) -> torch.device:
+    """The device to load onto (default: CUDA when available); a clear error for one this torch cannot use."""
+    try:
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a device name such as cpu, cuda or cuda:1 ({e})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {str(device)!r} asked for, but {why}; use --device cpu (or install a CUDA "
+                             "build of torch on a machine with a GPU)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) "
+                             "are visible")
+    elif device.type not in ("cpu", "mps", "xpu"):
+        raise ValueError(f"device {str(device)!r} is not supported; expected cpu or cuda[:N]")
+    return device
+
+
+def _count_prompts(prompt, prompt_embeds, negative_prompt) -> int:
+    """How many prompts the call has; a clear error for a missing or malformed prompt or negative prompt list."""
+    if prompt_embeds is None:
+        if prompt is None:
+            raise ValueError("pass a prompt (a string or a list of strings), or prompt_embeds")
+        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and
+                                            all(isinstance(p, str) for p in prompt))):
+            raise TypeError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+    n = (1 if isinstance(prompt, str) else len(prompt)) if prompt_embeds is None else len(prompt_embeds)
+    if not isinstance(negative_prompt, str) and len(negative_prompt) != n:
+        raise ValueError(f"got {len(negative_prompt)} negative prompts for {n} prompts; pass one string or one per "
+                         "prompt")
+    return n
+
+
+def _step_reporter(bar, callback, steps: int, total: int):
+    """Per stage, the sampler callback that advances the bar and hands `callback` a StepInfo counted over the call."""
+    def report(stage: str, index: int):
         def on_step(info: StepInfo):
             bar.update(1)
             if callback is not None:
-                callback(info)
+                callback(dataclasses.replace(info, i=index * steps + info.i, num_steps=total, stage=stage))
+        return on_step
+    return report
 
-        with bar:
-            if anchored:  # latent frame 0 alone first: (B, C, 1, h, w) from the noise's own frame 0
-                prefix = sample(guided_model(), latents[:, :, :1], schedule, clean=None, callback=on_step)
-            model = guided_model()
-            if prefix is not None:
-                clean = conditioning.hold_context(latents, prefix.to(self.device), context_noise)
-                model = conditioning.with_context_sigma(model, clean, context_noise)
-            latents = sample(model, latents, schedule, clean=clean, callback=on_step)
-        if prefix is not None and context_noise > 0:
-            latents = conditioning.restore_context(latents, prefix)
 
-        caches = tuple(caches)
-        if output_type == "latent":
-            return PipelineOutput(latents, seed, caches)
-        frames = torch.cat(list(self.decode_latents(latents, progress)), dim=1)  # (B, T, H, W, 3)
-        if image is None and prefix is not None and not anchored:  # continuation: only the new frames
-            frames = frames[:, conditioning.pixel_frames_of(prefix.shape[2], t_comp):]
-        if output_type == "pt":
-            return PipelineOutput(frames, seed, caches)
-        frames = frames.cpu().numpy()
-        if output_type == "pil":
-            from PIL import Image
+@contextlib.contextmanager
+def _loading_bars(progress: bool) -> Iterator[None]:
+    """transformers' and huggingface_hub's weight-loading bars off inside the block when `progress` is False."""
+    if progress:
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
 
-            frames = [[Image.fromarray((f * 255 + 0.5).astype("uint8")) for f in video] for video in frames]
-        return PipelineOutput(frames, seed, caches)
-
-    def _velocity(self, context: torch.Tensor,
-                  step_cache: StepCache | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The DiT as a sampler model: (x (B, C, F, h, w), σ (B,) or (B, F)) → v, float32."""
-        dtype = _dtype(self.dit)
-
-        kwargs = {} if self.parallel is None else {"parallel": self.parallel}
-        if step_cache is not None:
-            kwargs["step_cache"] = step_cache
-
-        def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return self.dit(x.to(dtype), to_timestep(sigma), context, **kwargs).float()
-
-        return model
-
-    def _velocity_both(self, cond: torch.Tensor, uncond: torch.Tensor, step_cache: StepCache | None = None):
-        """Both guidance branches in one batched forward: → (v_cond, v_uncond)."""
-        dtype = _dtype(self.dit)
-        both = torch.cat([cond, uncond])  # (2B, L, D)
-        kwargs = {} if self.parallel is None else {"parallel": self.parallel}
-        if step_cache is not None:
-            kwargs["step_cache"] = step_cache
-
-        def model(x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            v = self.dit(torch.cat([x, x]).to(dtype), to_timestep(torch.cat([sigma, sigma])), both, **kwargs).float()
-            return v.chunk(2)
-
-        return model
+    hub_was_off, hf_was_on = are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not hub_was_off:
+            enable_progress_bars()
+        if hf_was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
-
-
-def size_for_image(image, height: int | None, width: int | None) -> tuple[int, int]:
-    """Fill in a missing height/width from the image, keeping its aspect ratio, rounded down to multiples of 16."""
-    h, w = image_to_tensor(image).shape[-2:]
-    if height is None and width is None:
-        return h // 16 * 16, w // 16 * 16
-    if height is None:
-        return max(16, round(width * h / w / 16) * 16), width
-    return height, max(16, round(height * w / h / 16) * 16)
-
-
-def image_to_tensor(image, height: int | None = None, width: int | None = None) -> torch.Tensor:
-    """An image → (1, 3, 1, H', W') in [-1, 1]; with a target size, center-cropped to its aspect ratio and resized.
-
-    Accepted: a file path, a PIL image, a numpy array (H, W, 3) uint8 or float in [0, 1], a tensor (3, H, W) uint8 or
-    float in [0, 1]."""
-    import numpy as np
-
-    if isinstance(image, (str, Path)):
-        from PIL import Image
-
-        if not Path(image).is_file():
-            raise FileNotFoundError(f"image file not found: {image}")
-        with Image.open(image) as im:
-            image = im.convert("RGB")
-    if hasattr(image, "convert"):  # PIL
-        image = np.asarray(image.convert("RGB"))
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image array must be (H, W, 3), got {image.shape}")
-        image = torch.from_numpy(image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else
-                                 image.astype(np.float32)).permute(2, 0, 1)
-    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError("image must be a PIL image, a numpy array (H, W, 3) or a tensor (3, H, W); got "
-                         f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
-    x = (image.float() / 255 if image.dtype == torch.uint8 else image.float())[None]  # (1, 3, H, W) in [0, 1]
-    if not torch.isfinite(x).all():
-        raise ValueError("image has non-finite values (NaN or inf); expected pixel values in [0, 1]")
-    if height is not None and width is not None and tuple(x.shape[-2:]) != (height, width):
-        h, w = x.shape[-2:]
-        scale = max(height / h, width / w)  # cover the target, then crop the overflow equally on both sides
-        new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
-        x = torch.nn.functional.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True,
-                                            align_corners=False)
-        top, left = (new_h - height) // 2, (new_w - width) // 2
-        x = x[:, :, top:top + height, left:left + width]
-    return (x.clamp(0, 1) * 2 - 1)[:, :, None]  # (1, 3, 1, H, W)

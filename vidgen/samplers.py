@@ -58,7 +58,11 @@ class CleanFrames:
 
 @dataclass(frozen=True)
 class StepInfo:
-    """What a per-step callback sees: step i of n moved x from sigma to sigma_next; denoised is the x₀ estimate."""
+    """What a per-step callback sees: step i of n moved x from sigma to sigma_next; denoised is the x₀ estimate.
+
+    A sampler counts its own steps. The pipeline counts over its whole call, so a callback never sees a step twice:
+    with anchor-first sampling the first half of the steps are stage "anchor" (latent frame 0 alone), the rest
+    stage "clip"."""
 
     i: int
     num_steps: int
@@ -66,6 +70,7 @@ class StepInfo:
     sigma_next: float
     x: torch.Tensor
     denoised: torch.Tensor
+    stage: str = "clip"
 
 
 def _model_sigma(sigma: float, x: torch.Tensor, clean: CleanFrames | None) -> torch.Tensor:

@@ -51,42 +51,73 @@ def relaunch(argv: list[str], nproc: int) -> int:
 
 def generate(args: argparse.Namespace, argv: list[str]) -> int:
     """`vidgen generate` over ranks (args as parsed by vidgen.cli with `add_parallel_arguments`)."""
+    from vidgen.cli_args import resolve_call, torch_dtype
+
+    prompts, targets = _prompts_and_targets(args)  # every check before torchrun, the process group or the model
+    call = resolve_call(args, seeds_used=len(prompts))
+    r = call.request
+    if r.num_frames != 1 and any(t.suffix.lower() in IMAGE_SUFFIXES for t in targets):
+        raise ValueError(f"{IMAGE_SUFFIXES} files hold one frame but --frames is {r.num_frames}; use --frames 1, or "
+                         "a video format such as .mp4")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return relaunch(argv, args.nproc)
-    import torch
     import torch.distributed as dist
 
     from causal_vae.tiling import Tiling
     from vidgen.parallel.context import ParallelContext, init_distributed
-    from vidgen.parallel.generate import generate_many, output_paths, shared_seed
-    from vidgen.text import read_prompts
+    from vidgen.parallel.generate import generate_many, shared_seed
     from vidgen.pipeline import VideoPipeline
 
-    if args.prompt is not None and args.prompts:
-        raise ValueError("give one PROMPT or --prompts FILE, not both")
     if args.prompts:
-        prompts = read_prompts(args.prompts)
         os.makedirs(args.output, exist_ok=True)
-        targets = output_paths(prompts, args.output, args.format)
-    else:
-        prompts, targets = [args.prompt], [args.output]
     init_distributed()
     tiling = None if args.vae_tile is None else Tiling(args.vae_tile, args.vae_tile // 4 // 8 * 8)
     parallel = ParallelContext.from_world(sp_size=args.sp, cfg_size=2 if args.cfg_parallel else 1, vae_tiling=tiling)
     seed = shared_seed(args.seed)
-    from vidgen.cli import _DTYPES, _read_image
-
-    dtype = getattr(torch, _DTYPES[args.dtype]) if getattr(args, "dtype", None) else None
-    image = _read_image(Path(args.image)) if getattr(args, "image", None) else None
-    pipe = VideoPipeline.from_pretrained(args.model, dtype=dtype, device=getattr(args, "device", None))
-    call = dict(num_frames=args.frames, height=args.height, width=args.width, num_inference_steps=args.steps,
-                guidance_scale=args.guidance, shift=getattr(args, "shift", None),
-                sampler=getattr(args, "sampler", "euler"), negative_prompt=getattr(args, "negative_prompt", None),
-                image=image)
-    written = generate_many(pipe, prompts, targets, parallel, seed=seed, overwrite=args.overwrite,
-                            fps=getattr(args, "fps", None), progress=not getattr(args, "no_progress", False), **call)
+    progress = not args.no_progress
+    pipe = VideoPipeline.from_pretrained(call.folder, dtype=torch_dtype(args.dtype), device=args.device,
+                                         progress=progress and parallel.is_main)
+    kwargs = dict(num_frames=r.num_frames, height=r.height, width=r.width, num_inference_steps=r.num_inference_steps,
+                  guidance_scale=r.guidance_scale, shift=r.shift, sampler=r.sampler,
+                  negative_prompt=r.negative_prompt, anchor_first=r.anchor_first, image=call.image,
+                  step_cache=call.step_cache)
+    written = generate_many(pipe, prompts, targets, parallel, seed=seed, overwrite=args.overwrite, fps=r.fps,
+                            progress=progress, **kwargs)
     for path in written:
         print(f"wrote {path}")
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _prompts_and_targets(args: argparse.Namespace) -> tuple[list[str], list[Path]]:
+    """The prompts and their output files, checked (suffix, folder, existing files) without creating anything."""
+    from vidgen.parallel.generate import output_paths
+    from vidgen.text import read_prompts
+    from vidgen.video_io import PILLOW_FORMATS, VIDEO_FORMATS, check_output_path
+
+    if args.prompt is not None and args.prompts:
+        raise ValueError("give one PROMPT or --prompts FILE, not both")
+    if not args.prompts:
+        if args.prompt is None:
+            raise ValueError("give a PROMPT (or --prompts FILE)")
+        return [args.prompt], [check_output_path(args.output, args.overwrite)]
+    prompts = read_prompts(args.prompts)
+    known = sorted(VIDEO_FORMATS) + list(PILLOW_FORMATS)
+    if args.format.lower() not in known:
+        raise ValueError(f"--format {args.format!r} is not a file type vidgen writes; expected one of {known}")
+    folder = Path(args.output)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"-o {str(folder)!r} must be a folder with --prompts, but it is a file")
+    if not folder.exists():
+        parent = next(p for p in folder.absolute().parents if p.exists())
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot create the output folder {str(folder)!r}: {str(parent)!r} is not writable")
+        return prompts, output_paths(prompts, folder, args.format)
+    targets = output_paths(prompts, folder, args.format)
+    for path in targets:
+        check_output_path(path, args.overwrite)
+    return prompts, targets

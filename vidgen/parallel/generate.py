@@ -72,10 +72,9 @@ def generate_many(pipe, prompts: list[str], targets: list[Path], parallel: Paral
         check_output_path(path, overwrite=overwrite)
     if dist.is_initialized():
         dist.barrier()  # no rank writes before every rank has checked, or a fast rank's clip would fail a slow check
-    pipe.parallel = parallel
     written = []
     for i, prompt in my_prompts(prompts, parallel):
-        out = pipe(prompt, seed=seed + i, progress=progress and parallel.is_main, **call_kwargs)
+        out = pipe(prompt, seed=seed + i, progress=progress and parallel.is_main, parallel=parallel, **call_kwargs)
         if parallel.sample_rank == 0:
             written.append(save_video(out.frames[0], targets[i], fps=fps or pipe.config.fps, overwrite=overwrite))
     if dist.is_initialized():

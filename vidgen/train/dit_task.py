@@ -160,6 +160,8 @@ class DiTTask:
         """Sample one clip per `sample_prompts` entry at the first video bucket's size; write mp4s (or png for images).
 
         Previews use the current weights (not the EMA) and their own seeds, never the training generator."""
+        from vidgen.decoding import StreamDecoder
+        from vidgen.request import Geometry
         from vidgen.flow import sigma_schedule, to_timestep
         from vidgen.samplers import sample_euler
         from vidgen.video_io import save_video
@@ -169,12 +171,10 @@ class DiTTask:
         model, text = modules["model"], modules.get("text_encoder", self.text)
         was_training = model.training
         model.eval()
-        vc = self.vae.config
         if self.config.data.cache is not None:  # the cache's buckets are latent (F, h, w)
             shape = (1, self.dit.config.in_dim, bucket.frames, bucket.height, bucket.width)
         else:
-            shape = (1, self.dit.config.in_dim, 1 + (bucket.frames - 1) // vc.temporal_compression,
-                     bucket.height // vc.spatial_compression, bucket.width // vc.spatial_compression)
+            shape = Geometry.of(self.dit, self.vae).latent_shape(1, bucket.frames, bucket.height, bucket.width)
         device = next(model.parameters()).device
         out = []
         for i, prompt in enumerate(self.config.sample_prompts):
@@ -183,8 +183,7 @@ class DiTTask:
             x = torch.randn(shape, generator=g).to(device)
             z = sample_euler(lambda x, s: model(x, to_timestep(s), ctx), x, sigma_schedule(self.config.sample_steps,
                                                                                            self.config.flow.shift))
-            video = self.vae.decode(z.float())  # (1, 3, T, H, W) in [-1, 1]
-            frames = ((video[0].permute(1, 2, 3, 0).float().cpu() + 1) / 2).clamp(0, 1).numpy()
+            frames = torch.cat(list(StreamDecoder(self.vae)(z)), dim=1)[0].cpu().numpy()  # (T, H, W, 3) in [0, 1]
             path = folder / f"step{step:08d}-{i}{'.png' if bucket.frames == 1 else '.mp4'}"
             save_video(frames, path, fps=self.config.data.fps or 16, overwrite=True)
             out.append(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidgen.text import TextEncoder, clean_prompt
+from vidgen.text import TextEncoder, tokenize
 
 
 class TextConditioner(nn.Module):
@@ -40,11 +40,7 @@ class TextConditioner(nn.Module):
 
     def forward(self, captions: list[str]) -> torch.Tensor:
         """(B,) captions → (B, text_len, D) float32, zero beyond each caption's real tokens."""
-        device = next(self.encoder.parameters()).device
-        tok = self.tokenizer([clean_prompt(c) for c in captions], padding="max_length", max_length=self.text_len,
-                             truncation=True, add_special_tokens=True, return_attention_mask=True,
-                             padding_side="right", return_tensors="pt")
-        ids, mask = tok.input_ids.to(device), tok.attention_mask.to(device)
+        ids, mask = tokenize(self.tokenizer, captions, self.text_len, next(self.encoder.parameters()).device)
         hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, text_len, D)
         return hidden.float() * mask[:, :, None].float()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vidgen.request import Geometry
 from vidgen.train.config import TrainConfig
 from vidgen.train.discriminator import DiscriminatorConfig, PatchDiscriminator, adversarial_losses
 from vidgen.train.models import load_vae
@@ -79,8 +80,7 @@ class VAETask:
         video = batch["video"].to(device)
         c = self.vae.config
         b, _, t, h, w = video.shape
-        z_shape = (b, c.z_dim, 1 + (t - 1) // c.temporal_compression, h // c.spatial_compression,
-                   w // c.spatial_compression)
+        z_shape = Geometry(c.z_dim, c.temporal_compression, c.spatial_compression).latent_shape(b, t, h, w)
         eps = torch.randn(z_shape, generator=gen).to(device)
         recon, mu, logvar, *adversarial = modules["model"](video, eps)
         l = self.config.vae_loss
