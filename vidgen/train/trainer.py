@@ -30,6 +30,7 @@ log = logging.getLogger("vidgen.train")
 
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
+METRICS = "metrics.jsonl"
 
 
 @dataclass
@@ -102,6 +103,27 @@ def _same_lr_so_far(old: dict, new: dict, steps: int) -> bool:
     return len(a) == steps and a == b
 
 
+@dataclass
+class Run:
+    """One training run once set up: what its step, log and save functions share. `step` and `micro` (micro-batches
+    drawn so far) are its position; everything else is fixed for the run."""
+
+    config: TrainConfig
+    accelerator: object  # accelerate.Accelerator
+    task: object  # DiTTask | VAETask
+    data: object  # vidgen.train.data.TrainData
+    wrapped: dict  # name -> the prepared (maybe DDP/FSDP-wrapped) trainable module
+    optimizer: torch.optim.Optimizer
+    ema: EMA | None
+    manager: ckpt.CheckpointManager
+    step: int = 0
+    micro: int = 0
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.output_dir)
+
+
 def train(config: TrainConfig, *, resume: bool = False, models: dict | None = None, progress: bool = True,
           on_step: Callable[[int], None] | None = None) -> TrainResult:
     """Train per `config`; `resume` continues from the newest valid checkpoint in `output_dir/checkpoints`.
@@ -109,10 +131,41 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     models: ready networks overriding the config's (keys dit, vae, text) — for notebooks and tests.
     on_step(step) is called after every optimizer step (and after its checkpoint, if one was due).
     """
-    from accelerate import Accelerator
+    manager = ckpt.CheckpointManager(Path(config.output_dir) / CHECKPOINTS, config.keep_last)
+    start_path, tensors, state = _find_start(manager, config, resume)  # checked before anything big is built
+    run = _set_up(config, manager, tensors, state, models)
+    if state is not None:
+        log.info("resumed from %s at step %d", start_path, run.step)
+    result = TrainResult(run.step, output_dir=run.out, bad_files=set(run.data.unreadable))  # late failures join
+    batches = iter(loader(run.data, run.micro, config.data.num_workers))  # draws a seed from the global RNG: restore
+    if state is not None:
+        ckpt.set_rng_state(state["rng"], {})
+    main = run.accelerator.is_main_process
+    bar = tqdm(total=config.max_steps, initial=run.step, disable=not (progress and main),
+               desc=f"train {config.task}", dynamic_ncols=True)
+    run.out.mkdir(parents=True, exist_ok=True)
+    if main:  # a killed run logged steps past its last checkpoint: they rerun now
+        _drop_metrics_after(run.out / METRICS, run.step)
+    meter = _Throughput()
+    while run.step < config.max_steps:
+        loss, grad_norm, lr = _optimizer_step(run, batches, result, meter)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if run.step % config.log_every == 0 or run.step == config.max_steps:
+            _log(run, loss, grad_norm, lr, result, meter, bar if progress else None)
+        if run.step % config.save_every == 0 or run.step == config.max_steps:
+            _save(run)
+        if config.sample_every and run.step % config.sample_every == 0 and main:
+            _preview(run)
+        if on_step is not None:
+            on_step(run.step)
+    bar.close()
+    _finish(run, result, batches)
+    return result
 
-    out = Path(config.output_dir)
-    manager = ckpt.CheckpointManager(out / CHECKPOINTS, config.keep_last)
+
+def _find_start(manager: ckpt.CheckpointManager, config: TrainConfig, resume: bool):
+    """(checkpoint path, its tensors, its state) to resume from, or (None, {}, None) to start at step 0."""
     start_path = None
     if resume:
         start_path = manager.latest()
@@ -122,150 +175,167 @@ def train(config: TrainConfig, *, resume: bool = False, models: dict | None = No
     elif manager.checkpoints():
         raise FileExistsError(f"{manager.folder} already holds checkpoints; pass --resume to continue that run, or "
                               "set output_dir to a new folder")
-    state, tensors = None, {}
-    if start_path is not None:  # check before building anything big
-        tensors, state = ckpt.load(start_path)
-        _check_resumable(start_path, state, config)
+    if start_path is None:
+        return None, {}, None
+    tensors, state = ckpt.load(start_path)
+    _check_resumable(start_path, state, config)
+    return start_path, tensors, state
 
+
+def _set_up(config: TrainConfig, manager, tensors: dict, state: dict | None, models: dict | None) -> Run:
+    """The accelerator, the task and its data, the trainable modules (with a checkpoint's weights), the optimizer and
+    the EMA, prepared for this process."""
+    from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
     # accelerate keeps one process-wide state; a previous run in this process (a notebook, the tests) may have set
     # another precision. Clearing it keeps the distributed setup (PartialState) and only forgets those settings.
     AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
-    rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(config.seed)  # same initial weights on every rank
     task = build_task(config, models)
-    data = build_data(config, task.factors, rank, world)
-    for path, reason in data.skipped.items():
-        log.info("not used: %s (%s)", path, reason)
-    if data.skipped:
-        log.warning("data: %d file(s) not used (%d unreadable); see the 'not used' lines above", len(data.skipped),
-                    len(data.unreadable))
-
+    data = build_data(config, task.factors, accelerator.process_index, accelerator.num_processes)
+    _report_skipped(data)
     modules = task.trainable()
     for name, module in modules.items():
         module.train()
         if name in tensors:
             module.load_state_dict(tensors[name])
+    names = list(modules)
+    prepared = accelerator.prepare(*[modules[n] for n in names], _optimizer(config, modules))
+    wrapped, optimizer = dict(zip(names, prepared[:-1])), prepared[-1]
+    task.to(accelerator.device)
+    # after prepare, so the fp32 shadow weights live on the training device
+    ema = EMA(accelerator.unwrap_model(wrapped["model"]), config.ema_decay) if config.ema_decay > 0 else None
+    if ema is not None and "ema" in tensors:
+        ema.load_state_dict(tensors["ema"])
+    run = Run(config, accelerator, task, data, wrapped, optimizer, ema, manager)
+    if state is not None:
+        opt_tensors = tensors.get("optimizer", {})
+        optimizer.load_state_dict(ckpt.optimizer_from_parts(opt_tensors, state["optimizer_param_groups"]))
+        run.step, run.micro = state["step"], state["micro_batches"]
+    return run
+
+
+def _optimizer(config: TrainConfig, modules: dict) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; the text encoder (when trained) in its own group with its own LR."""
     o = config.optim
     groups = [{"params": [p for p in modules["model"].parameters() if p.requires_grad], "lr": o.lr, "base_lr": o.lr}]
     if "text_encoder" in modules:
         lr = o.text_encoder_lr or o.lr
         groups.append({"params": [p for p in modules["text_encoder"].parameters() if p.requires_grad], "lr": lr,
                        "base_lr": lr})
-    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
-    names = list(modules)
-    prepared = accelerator.prepare(*[modules[n] for n in names], optimizer)
-    wrapped = dict(zip(names, prepared[:-1]))
-    optimizer = prepared[-1]
-    task.to(accelerator.device)
-    # after prepare, so the fp32 shadow weights live on the training device
-    ema = EMA(accelerator.unwrap_model(wrapped["model"]), config.ema_decay) if config.ema_decay > 0 else None
-    if ema is not None and "ema" in tensors:
-        ema.load_state_dict(tensors["ema"])
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
 
-    step, micro = 0, 0
-    if state is not None:
-        opt_tensors = tensors.get("optimizer", {})
-        optimizer.load_state_dict(ckpt.optimizer_from_parts(opt_tensors, state["optimizer_param_groups"]))
-        step, micro = state["step"], state["micro_batches"]
-        log.info("resumed from %s at step %d", start_path, step)
 
-    def save(step: int) -> None:
-        accelerator.wait_for_everyone()
-        parts = {n: accelerator.get_state_dict(m) for n, m in wrapped.items()}  # collective under FSDP: all ranks
-        if not accelerator.is_main_process:
-            return
-        if ema is not None:
-            parts["ema"] = ema.state_dict()
-        opt_tensors, opt_groups = ckpt.optimizer_to_parts(optimizer.state_dict())
-        parts["optimizer"] = opt_tensors
-        meta = {"format": 1, "step": step, "micro_batches": micro, "config_hash": config_hash(config),
-                "learning_config": learning_dict(config), "config": to_dict(config),
-                "optimizer_param_groups": opt_groups, "rng": ckpt.rng_state({}), "world_size": world}
-        path = manager.save(step, parts, meta)
-        log.info("saved %s", path)
+def _report_skipped(data) -> None:
+    for path, reason in data.skipped.items():
+        log.info("not used: %s (%s)", path, reason)
+    if data.skipped:
+        log.warning("data: %d file(s) not used (%d unreadable); see the 'not used' lines above", len(data.skipped),
+                    len(data.unreadable))
 
-    result = TrainResult(step, output_dir=out, bad_files=set(data.unreadable))  # late decode failures join them
-    params = [p for m in wrapped.values() for p in m.parameters() if p.requires_grad]
-    batches = iter(loader(data, micro, config.data.num_workers))  # draws a seed from the global RNG: restore after
-    if state is not None:
-        ckpt.set_rng_state(state["rng"], {})
-    bar = tqdm(total=config.max_steps, initial=step, disable=not (progress and accelerator.is_main_process),
-               desc=f"train {config.task}", dynamic_ncols=True)
-    metrics_file = out / "metrics.jsonl"
-    out.mkdir(parents=True, exist_ok=True)
-    if accelerator.is_main_process:
-        _drop_metrics_after(metrics_file, step)  # a killed run logged steps past its last checkpoint: they rerun now
-    t_last, samples_since = time.perf_counter(), 0
-    while step < config.max_steps:
-        factor = lr_factor(step, warmup_steps=o.warmup_steps, max_steps=config.max_steps, schedule=o.schedule,
-                           min_ratio=o.min_lr_ratio, decay_steps=o.decay_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
-        loss_sum = 0.0
-        for k in range(o.grad_accum):
-            batch = next(batches)
-            result.bad_files.update(batch.get("bad_files", ()))
-            gen = _noise_generator(config.seed, micro, rank)
-            micro += 1
-            with contextlib.ExitStack() as stack:
-                if k < o.grad_accum - 1:  # gradients are all-reduced once, on the last micro-batch
-                    for m in wrapped.values():
-                        stack.enter_context(accelerator.no_sync(m))
-                loss = task.loss(wrapped, batch, gen, accelerator.device)
-                accelerator.backward(loss / o.grad_accum)
-            loss_sum += loss.detach().float().item() / o.grad_accum
-            samples_since += len(batch.get("caption", batch.get("latent", [])))
-        if o.grad_clip > 0:
-            grad_norm = accelerator.clip_grad_norm_(params, o.grad_clip)
+
+@dataclass
+class _Throughput:
+    """Samples seen since the last log line, and when that was."""
+
+    since: float = field(default_factory=time.perf_counter)
+    samples: int = 0
+
+
+def _optimizer_step(run: Run, batches, result: TrainResult, meter: _Throughput) -> tuple[float, torch.Tensor, float]:
+    """One optimizer step over `grad_accum` micro-batches: (mean loss, gradient norm, learning rate)."""
+    config, o, acc = run.config, run.config.optim, run.accelerator
+    factor = lr_factor(run.step, warmup_steps=o.warmup_steps, max_steps=config.max_steps, schedule=o.schedule,
+                       min_ratio=o.min_lr_ratio, decay_steps=o.decay_steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+    loss_sum = 0.0
+    for k in range(o.grad_accum):
+        batch = next(batches)
+        result.bad_files.update(batch.get("bad_files", ()))
+        gen = _noise_generator(config.seed, run.micro, acc.process_index)
+        run.micro += 1
+        with contextlib.ExitStack() as stack:
+            if k < o.grad_accum - 1:  # gradients are all-reduced once, on the last micro-batch
+                for m in run.wrapped.values():
+                    stack.enter_context(acc.no_sync(m))
+            loss = run.task.loss(run.wrapped, batch, gen, acc.device)
+            acc.backward(loss / o.grad_accum)
+        loss_sum += loss.detach().float().item() / o.grad_accum
+        meter.samples += len(batch.get("caption", batch.get("latent", [])))
+    params = [p for m in run.wrapped.values() for p in m.parameters() if p.requires_grad]
+    if o.grad_clip > 0:
+        grad_norm = acc.clip_grad_norm_(params, o.grad_clip)
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.ema is not None:
+        run.ema.update(acc.unwrap_model(run.wrapped["model"]))
+    run.step += 1
+    result.step = run.step
+    result.losses.append(loss_sum)
+    return loss_sum, grad_norm, o.lr * factor
+
+
+def _log(run: Run, loss: float, grad_norm, lr: float, result: TrainResult, meter: _Throughput, bar) -> None:
+    """One metrics row (loss averaged over ranks) to metrics.jsonl, and to the bar's line or the log."""
+    acc = run.accelerator
+    dt = time.perf_counter() - meter.since
+    mean_loss = acc.reduce(torch.tensor([loss], device=acc.device), "mean").item()
+    row = {"step": run.step, "loss": mean_loss, "grad_norm": float(grad_norm), "lr": lr,
+           "samples_per_s": meter.samples * acc.num_processes / max(dt, 1e-9), "bad_files": len(result.bad_files)}
+    if acc.is_main_process:
+        line = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+        if bar is not None:
+            bar.write(line)
         else:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update(accelerator.unwrap_model(wrapped["model"]))
-        step += 1
-        result.step = step
-        result.losses.append(loss_sum)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum:.4f}")
-        if step % config.log_every == 0 or step == config.max_steps:
-            dt = time.perf_counter() - t_last
-            mean_loss = accelerator.reduce(torch.tensor([loss_sum], device=accelerator.device), "mean").item()
-            row = {"step": step, "loss": mean_loss, "grad_norm": float(grad_norm), "lr": o.lr * factor,
-                   "samples_per_s": samples_since * world / max(dt, 1e-9), "bad_files": len(result.bad_files)}
-            if accelerator.is_main_process:
-                line = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-                if progress:
-                    bar.write(line)
-                else:
-                    log.info(line)
-                with metrics_file.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-            t_last, samples_since = time.perf_counter(), 0
-        if step % config.save_every == 0 or step == config.max_steps:
-            save(step)
-        if config.sample_every and step % config.sample_every == 0 and accelerator.is_main_process:
-            first_video = next((b for b in data.buckets if b.frames > 1), data.buckets[0])
-            (out / "samples").mkdir(exist_ok=True)
-            task.preview(out / "samples", step, {n: accelerator.unwrap_model(m) for n, m in wrapped.items()},
-                         first_video)
-        if on_step is not None:
-            on_step(step)
-    bar.close()
+            log.info(line)
+        with (run.out / METRICS).open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    meter.since, meter.samples = time.perf_counter(), 0
+
+
+def _save(run: Run) -> None:
+    """A checkpoint of the trainable modules, the EMA, the optimizer and the RNG at `run.step` (main process)."""
+    acc, config = run.accelerator, run.config
+    acc.wait_for_everyone()
+    parts = {n: acc.get_state_dict(m) for n, m in run.wrapped.items()}  # collective under FSDP: all ranks
+    if not acc.is_main_process:
+        return
+    if run.ema is not None:
+        parts["ema"] = run.ema.state_dict()
+    opt_tensors, opt_groups = ckpt.optimizer_to_parts(run.optimizer.state_dict())
+    parts["optimizer"] = opt_tensors
+    meta = {"format": 1, "step": run.step, "micro_batches": run.micro, "config_hash": config_hash(config),
+            "learning_config": learning_dict(config), "config": to_dict(config),
+            "optimizer_param_groups": opt_groups, "rng": ckpt.rng_state({}), "world_size": acc.num_processes}
+    log.info("saved %s", run.manager.save(run.step, parts, meta))
+
+
+def _preview(run: Run) -> None:
+    """Sample clips with the current weights into output_dir/samples (main process)."""
+    first_video = next((b for b in run.data.buckets if b.frames > 1), run.data.buckets[0])
+    (run.out / "samples").mkdir(exist_ok=True)
+    run.task.preview(run.out / "samples", run.step,
+                     {n: run.accelerator.unwrap_model(m) for n, m in run.wrapped.items()}, first_video)
+
+
+def _finish(run: Run, result: TrainResult, batches) -> None:
+    """Report undecodable files and export the final model (the EMA weights when kept)."""
     if result.bad_files:
         log.warning("%d file(s) could not be decoded and were skipped: %s", len(result.bad_files),
                     sorted(result.bad_files)[:10])
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        final = {n: accelerator.unwrap_model(m) for n, m in wrapped.items()}
-        if ema is not None:  # export the EMA weights, the ones meant for sampling
-            ema.copy_to(final["model"])
-        task.export(out / FINAL, final, batches, data.buckets)
-    accelerator.end_training()
-    return result
+    acc = run.accelerator
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        final = {n: acc.unwrap_model(m) for n, m in run.wrapped.items()}
+        if run.ema is not None:  # export the EMA weights, the ones meant for sampling
+            run.ema.copy_to(final["model"])
+        run.task.export(run.out / FINAL, final, batches, run.data.buckets)
+    acc.end_training()
 
 
 def _drop_metrics_after(path: Path, step: int) -> None:
