@@ -1,6 +1,6 @@
 """Drift of chained long videos, measured and mitigated, one decoded chunk at a time (memory independent of length).
 
-`video_drift_report` builds the `metrics.DriftReport` of issue 5 (per-segment mean Lab colour, its CIE76 change from
+`video_drift_report` builds the `metrics.DriftReport` (per-segment mean Lab colour, its CIE76 change from
 segment 1, seam jumps) of a chained video file with `metrics.DriftMeter`, frame by frame, so a long video never has to
 be held whole. `ColorAnchor` matches each later segment's per-channel RGB mean and standard deviation to segment 1's —
 a cheap correction for the slow colour drift of chaining; in pixel hand-over the corrected frames are also the next segment's context, so the drift

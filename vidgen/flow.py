@@ -1,4 +1,4 @@
-"""Flow matching in vidgen's one time convention (shared/DESIGN.md, restated nowhere else in code).
+"""Flow matching in vidgen's one time convention (docs/design.md, restated nowhere else in code).
 
     σ ∈ [0, 1]; σ = 1 is pure noise, σ = 0 is data.     x_σ = (1 − σ)·x₀ + σ·ε
     the network predicts the velocity v = ε − x₀        the DiT's timestep input is t = 1000·σ

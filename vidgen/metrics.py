@@ -1,4 +1,4 @@
-"""Image and video metrics: PSNR, sRGB → CIE Lab, and the long-video drift report of issue 5.
+"""Image and video metrics: PSNR, sRGB → CIE Lab, and the long-video drift report.
 
 Frames are numpy arrays or torch tensors `(..., H, W, 3)`: uint8, or float in [0, 1].
 """

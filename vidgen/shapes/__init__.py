@@ -1,1 +1,1 @@
-"""The procedural "shapes" world (issue 7): rendering, datasets, judging generated clips, and its small text encoder."""
+"""The procedural "shapes" world: rendering, datasets, judging generated clips, and its small text encoder."""

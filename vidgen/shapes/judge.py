@@ -1,6 +1,6 @@
 """Judging a clip of the shapes world from its pixels alone: background, object colour, shape, direction, object count.
 
-The rules (issue 7): the background is the palette background nearest to the median border colour; the object mask is
+The rules: the background is the palette background nearest to the median border colour; the object mask is
 the pixels far from that measured background; its colour is the palette colour nearest to the median of the mask's
 interior; its shape comes from how much of its bounding box it fills (circle π/4, square 1, triangle 1/2); its
 direction from the centroid's motion over the first frames; and "one object" means exactly one connected component of the mask

@@ -1,4 +1,4 @@
-"""The procedural "shapes" world of issue 7: one flat-coloured shape moving over a solid background.
+"""The procedural "shapes" world: one flat-coloured shape moving over a solid background.
 
 Everything here is a pure function of a `ClipSpec`, so a clip can be re-rendered exactly from its spec, and outputs of a
 model trained on this world can be judged from the pixels (see `vidgen.shapes.judge`).
@@ -42,7 +42,7 @@ DEFAULT_SIZE = 64
 DEFAULT_FRAMES = 17
 FPS = 8
 SPEED_RANGE = (0.03, 0.05)  # fraction of the frame width per frame
-OBJECT_SIZE = 0.25  # bounding-box side as a fraction of the frame width (issue: 20-30%)
+OBJECT_SIZE = 0.25  # bounding-box side as a fraction of the frame width
 MIN_RUN_FRAMES = 4  # frames of travel in the captioned direction guaranteed before the first bounce
 _SUPERSAMPLE = 4  # sub-pixel samples per axis for edge anti-aliasing
 
@@ -72,7 +72,7 @@ class Caption:
 
     @property
     def heldout(self) -> bool:
-        """Held out from training (issue 7): every magenta triangle, and every cyan shape moving up."""
+        """Held out from training: every magenta triangle, and every cyan shape moving up."""
         return (self.colour == "magenta" and self.shape == "triangle") or (
             self.colour == "cyan" and self.direction == "up"
         )
