@@ -157,13 +157,13 @@ class DiTTask:
 
     @torch.no_grad()
     def preview(self, folder: Path, step: int, modules: dict, bucket) -> list[Path]:
-        """Sample one clip per `sample_prompts` entry at the first video bucket's size; write mp4s (or png for images).
+        """Sample one clip per `sample_prompts` entry at the first video bucket's size through `VideoPipeline` (no
+        guidance, Euler, the training flow shift); write mp4s (or png for images).
 
         Previews use the current weights (not the EMA) and their own seeds, never the training generator."""
-        from vidgen.decoding import StreamDecoder
+        from vidgen.pipeline import PipelineConfig, VideoPipeline
         from vidgen.request import Geometry
-        from vidgen.flow import sigma_schedule, to_timestep
-        from vidgen.samplers import sample_euler
+        from vidgen.text import TextEncoder
         from vidgen.video_io import save_video
 
         if self.vae is None or self.text is None:
@@ -171,21 +171,19 @@ class DiTTask:
         model, text = modules["model"], modules.get("text_encoder", self.text)
         was_training = model.training
         model.eval()
+        g = Geometry.of(self.dit, self.vae)
+        frames, height, width = bucket.frames, bucket.height, bucket.width
         if self.config.data.cache is not None:  # the cache's buckets are latent (F, h, w)
-            shape = (1, self.dit.config.in_dim, bucket.frames, bucket.height, bucket.width)
-        else:
-            shape = Geometry.of(self.dit, self.vae).latent_shape(1, bucket.frames, bucket.height, bucket.width)
-        device = next(model.parameters()).device
+            frames, height, width = g.pixel_frames(frames), height * g.spatial, width * g.spatial
+        encoder = TextEncoder(text.encoder, text.tokenizer, max_tokens=text.text_len)
+        pipe = VideoPipeline(model, self.vae, encoder, PipelineConfig(
+            num_frames=frames, height=height, width=width, num_inference_steps=self.config.sample_steps,
+            guidance_scale=1.0, shift=self.config.flow.shift, fps=self.config.data.fps or 16))
         out = []
         for i, prompt in enumerate(self.config.sample_prompts):
-            ctx = text([prompt])
-            g = torch.Generator().manual_seed(i)
-            x = torch.randn(shape, generator=g).to(device)
-            z = sample_euler(lambda x, s: model(x, to_timestep(s), ctx), x, sigma_schedule(self.config.sample_steps,
-                                                                                           self.config.flow.shift))
-            frames = torch.cat(list(StreamDecoder(self.vae)(z)), dim=1)[0].cpu().numpy()  # (T, H, W, 3) in [0, 1]
-            path = folder / f"step{step:08d}-{i}{'.png' if bucket.frames == 1 else '.mp4'}"
-            save_video(frames, path, fps=self.config.data.fps or 16, overwrite=True)
-            out.append(path)
+            noise = torch.randn(g.latent_shape(1, frames, height, width), generator=torch.Generator().manual_seed(i))
+            video = pipe(prompt, latents=noise, progress=False, anchor_first=False)
+            path = folder / f"step{step:08d}-{i}{'.png' if frames == 1 else '.mp4'}"
+            out.append(save_video(video, path, overwrite=True))
         model.train(was_training)
         return out
