@@ -29,6 +29,7 @@ from vidgen.request import GenerationRequest, Geometry, PipelineConfig
 from vidgen.samplers import StepInfo, get_sampler
 from vidgen.text import TextEncoder
 from vidgen.velocity import TextContexts, check_step_cache, guided_velocity
+from vidgen.video_io import to_uint8
 
 __all__ = ["PipelineConfig", "PipelineOutput", "VideoPipeline", "read_model_folder"]
 
@@ -282,7 +283,7 @@ class VideoPipeline:
         if request.output_type == "pil":
             from PIL import Image
 
-            return [[Image.fromarray((f * 255 + 0.5).astype("uint8")) for f in video] for video in frames]
+            return [[Image.fromarray(f) for f in to_uint8(video)] for video in frames]
         return frames
 
 

@@ -11,6 +11,7 @@ from einops import rearrange
 
 from vidgen.data.media import MediaInfo
 from vidgen.data.buckets import frame_stride
+from vidgen.pixels import uint8_to_signed
 
 
 def clip_indices(info: MediaInfo, frames: int, fps: float | None, rng: random.Random) -> list[int]:
@@ -25,7 +26,7 @@ def clip_indices(info: MediaInfo, frames: int, fps: float | None, rng: random.Ra
 
 def resize_crop(frames: np.ndarray, height: int, width: int, rng: random.Random, random_crop: bool) -> torch.Tensor:
     """uint8 (T, h, w, 3) → float (3, T, height, width) in [-1, 1]: scale to cover the target, then crop."""
-    x = rearrange(torch.from_numpy(np.ascontiguousarray(frames)), "t h w c -> t c h w").float() / 127.5 - 1.0
+    x = rearrange(uint8_to_signed(frames)[0], "c t h w -> t c h w")  # (T, 3, h, w) in [-1, 1]
     h, w = x.shape[-2:]
     scale = max(height / h, width / w)
     nh, nw = max(height, round(h * scale)), max(width, round(w * scale))

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vidgen.files import atomic_folder
+from vidgen.pixels import uint8_to_signed
 from vidgen.shapes.world import (
     DEFAULT_FRAMES, DEFAULT_SIZE, FPS, PARTIAL_TEMPLATES, ClipSpec, partial_caption, render_clip, sample_spec,
 )
@@ -88,7 +89,7 @@ class ShapesDataset(Dataset):
         index = self._check(index)
         spec, is_image = item_spec(self.seed, index, self.split, self.image_ratio)
         frames = render_clip(spec, 1 if is_image else self.frames, self.size)  # (T, H, W, 3) uint8
-        video = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0  # (3, T, H, W) in [-1, 1]
+        video = uint8_to_signed(frames)[0]  # (3, T, H, W) in [-1, 1]
         return {"video": video, "caption": item_caption(self.seed, index, spec, self.partial_captions)}
 
     def _check(self, index: int) -> int:
