@@ -1,4 +1,5 @@
-"""Where samples come from: a folder of media files with sidecar captions, or a CSV/JSONL manifest.
+"""Where samples come from: a folder of media files with sidecar captions, a CSV/JSONL manifest, or a source rendered
+on the fly (`DATA_SOURCES`, e.g. the shapes world).
 
 A manifest row has `path` (relative to the manifest's folder or absolute), `caption`, and optionally `fps`, `frames`,
 `height`, `width`; when all four are given the file is not probed. A folder's captions come from `<name>.txt` beside
@@ -9,10 +10,17 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vidgen.data.media import MEDIA_EXTS, MediaInfo
+
+if TYPE_CHECKING:
+    import torch
+
+    from vidgen.data.buckets import Bucket
 
 
 @dataclass(frozen=True)
@@ -66,3 +74,32 @@ def read_manifest(manifest: str | Path) -> list[MediaItem]:
             info = MediaInfo(int(row["frames"]), float(row["fps"]), int(row["height"]), int(row["width"]))
         items.append(MediaItem(path, str(row.get("caption") or ""), info))
     return items
+
+
+# --- data rendered on the fly ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Training data rendered on the fly instead of read from files, turned on by `data.<name>: N` in the config. Its
+    own modules are imported by these functions only, when a config uses it."""
+
+    splits: Callable[[], tuple[str, ...]]  # the names `data.<name>_split` may take
+    # (n, buckets, *, seed, split, image_ratio, partial_captions) → a dataset keyed by `SampleKey`, with `.entries`
+    # (item, bucket index) and `.buckets`
+    build: Callable[..., torch.utils.data.Dataset]
+
+
+def _shapes_splits() -> tuple[str, ...]:
+    from vidgen.shapes.world import SPLITS
+
+    return SPLITS
+
+
+def _shapes_source(n: int, buckets: list[Bucket], **options) -> torch.utils.data.Dataset:
+    from vidgen.data.shapes_source import ShapesSource
+
+    return ShapesSource(n, buckets, **options)
+
+
+DATA_SOURCES: dict[str, DataSource] = {"shapes": DataSource(_shapes_splits, _shapes_source)}

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 
 from vidgen.config_io import from_dict, to_dict
-from vidgen.train.data import DATA_SOURCES
+from vidgen.data.sources import DATA_SOURCES
 from vidgen.train.schedule import SCHEDULES
 
 

@@ -3,7 +3,6 @@ dataset + bucket batch sampler → loader."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -11,34 +10,12 @@ import torch
 
 from vidgen.data.buckets import Bucket, BucketBatchSampler, validate_buckets
 
-if TYPE_CHECKING:  # the config imports DATA_SOURCES from here to check its options
+from vidgen.data.sources import DATA_SOURCES
+
+if TYPE_CHECKING:
     from vidgen.train.config import TrainConfig
 
 
-@dataclass(frozen=True)
-class DataSource:
-    """Training data rendered on the fly instead of read from files, turned on by `data.<name>: N` in the config. Its
-    own modules are imported by these functions only, when a config uses it."""
-
-    splits: Callable[[], tuple[str, ...]]  # the names `data.<name>_split` may take
-    # (n, buckets, *, seed, split, image_ratio, partial_captions) → a dataset keyed by `SampleKey`, with `.entries`
-    # (item, bucket index) and `.buckets`
-    build: Callable[..., torch.utils.data.Dataset]
-
-
-def _shapes_splits() -> tuple[str, ...]:
-    from vidgen.shapes.world import SPLITS
-
-    return SPLITS
-
-
-def _shapes_source(n: int, buckets: list[Bucket], **options) -> torch.utils.data.Dataset:
-    from vidgen.data.shapes_source import ShapesSource
-
-    return ShapesSource(n, buckets, **options)
-
-
-DATA_SOURCES: dict[str, DataSource] = {"shapes": DataSource(_shapes_splits, _shapes_source)}
 
 
 @dataclass
