@@ -222,3 +222,20 @@ def test_long_video_says_which_segment_and_where_it_resumes(tmp_path, capsys):
     assert "resuming from segment 2/3 (1 done" in err and "segment 3/3" in err and "segment 1/3" not in err
     generate_long_video(pipe, "a red circle", tmp_path / "q.mp4", cfg, progress=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "a red circle", "-o", "a.mp4", "--dtype", "fp64"],
+    ["generate", "a red circle", "-o", "a.mp4", "--frames"],
+    ["long-video", "a red circle", "-o", "l.mp4", "--segments", "2", "--handover", "foo"],
+    ["frobnicate"],
+])
+def test_argument_syntax_errors_are_one_line(tmp_path, monkeypatch, capsys, argv):
+    from vidgen import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "error: argument" in err and "--help" in err
+    assert _files(tmp_path) == []

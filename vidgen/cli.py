@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from vidgen.cli_args import USER_ERRORS, add_generate_args, one_line_warnings
+from vidgen.cli_args import USER_ERRORS, Parser, add_generate_args, one_line_warnings
 
 DEMO_PROMPT = "a red circle moving right on a black background"  # the shapes world's caption template
 
@@ -19,7 +19,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     from vidgen.long_video_cli import DESCRIPTION as LONG_VIDEO, add_arguments as add_long_video_args
     from vidgen.parallel.cli import add_parallel_arguments  # argparse only: cheap
 
-    parser = argparse.ArgumentParser(prog="vidgen", description="Video generation with a causal VAE and a DiT.")
+    parser = Parser(prog="vidgen", description="Video generation with a causal VAE and a DiT.")
     parser.add_argument("--version", action="version", version=f"vidgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate a clip (or an image) from a prompt")

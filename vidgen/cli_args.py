@@ -16,6 +16,13 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, Permis
                NotADirectoryError)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`prog: error: message`), like every other error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     if prompt:
         p.add_argument("prompt", nargs="?", help="what the clip shows (or --prompts FILE)")

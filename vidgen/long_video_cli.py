@@ -12,8 +12,9 @@ DESCRIPTION = "Generate a long video as chained segments, each conditioned on th
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog or "long_video.py", description=DESCRIPTION,
-                                epilog=f"example: {USAGE_EXAMPLE}")
+    from vidgen.cli_args import Parser
+
+    p = Parser(prog=prog or "long_video.py", description=DESCRIPTION, epilog=f"example: {USAGE_EXAMPLE}")
     add_arguments(p)
     return p
 

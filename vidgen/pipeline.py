@@ -311,7 +311,12 @@ def check_device(device: str | torch.device | None) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device {str(device)!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) "
                              "are visible")
-    elif device.type not in ("cpu", "mps", "xpu"):
+    elif device.type in ("mps", "xpu"):
+        backend = getattr(torch, device.type, None) if device.type == "xpu" else torch.backends.mps
+        if backend is None or not backend.is_available():
+            raise ValueError(f"device {str(device)!r} asked for, but this machine or torch build has none; use "
+                             "--device cpu")
+    elif device.type != "cpu":
         raise ValueError(f"device {str(device)!r} is not supported; expected cpu or cuda[:N]")
     return device
 

@@ -164,8 +164,10 @@ class GenerationRequest:
     def warn_if_large(self, defaults: PipelineConfig) -> None:
         """One warning, before the work starts, when a frame is far larger than the model's own."""
         own = defaults.height * defaults.width
-        if self.height * self.width > SIZE_WARNING_FACTOR * own:
-            warnings.warn(f"{self.width}x{self.height} is {self.height * self.width / own:.0f}x the pixels of this "
+        ratio = self.height * self.width / own
+        if ratio > SIZE_WARNING_FACTOR:
+            times = f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.1f}"
+            warnings.warn(f"{self.width}x{self.height} is {times}x the pixels of this "
                           f"model's own size {defaults.width}x{defaults.height}: expect a much slower run (attention "
                           "grows with the square of the token count) and a picture the model was not trained for",
                           stacklevel=3)
