@@ -102,7 +102,6 @@ def generate(args: argparse.Namespace) -> int:
 
     # --- load ---
     from vidgen.pipeline import VideoPipeline
-    from vidgen.video_io import VideoWriter
 
     progress = not args.no_progress
     start = time.perf_counter()
@@ -124,19 +123,7 @@ def generate(args: argparse.Namespace) -> int:
                output_type="latent", progress=progress, step_cache=call.step_cache, anchor_first=r.anchor_first)
     times["denoise"] = time.perf_counter() - start
 
-    # --- decode, streamed straight into the file ---
-    times["decode"] = times["write"] = 0.0
-    with VideoWriter(output, fps=r.fps, overwrite=args.overwrite) as writer:
-        start = time.perf_counter()
-        for chunk in pipe.decode_latents(out.frames, progress=progress):  # (1, t, H, W, 3)
-            mid = time.perf_counter()
-            writer.write(chunk[0])
-            end = time.perf_counter()
-            times["decode"] += mid - start
-            times["write"] += end - mid
-            start = end
-        mid = time.perf_counter()
-    times["write"] += time.perf_counter() - mid
+    times.update(_decode_into(pipe, out.frames, output, r.fps, args.overwrite, progress))
     what = "image" if r.num_frames == 1 else f"{r.num_frames} frames at {r.fps:g} fps"
     print(f"wrote {output} ({what}, {r.width}x{r.height}, seed {out.seed})")
     if out.step_caches:
@@ -145,6 +132,25 @@ def generate(args: argparse.Namespace) -> int:
         print(f"  step cache: {skipped} of {total} DiT forwards reused the cached blocks")
     print("  " + " · ".join(f"{name} {sec:.2f}s" for name, sec in times.items()))
     return 0
+
+
+def _decode_into(pipe, latents, output, fps: float, overwrite: bool, progress: bool) -> dict[str, float]:
+    """Decode latents (1, C, F, h, w) straight into the file, chunk by chunk; the seconds spent decoding and writing."""
+    from vidgen.video_io import VideoWriter
+
+    times = {"decode": 0.0, "write": 0.0}
+    with VideoWriter(output, fps=fps, overwrite=overwrite) as writer:
+        start = time.perf_counter()
+        for chunk in pipe.decode_latents(latents, progress=progress):  # (1, t, H, W, 3)
+            mid = time.perf_counter()
+            writer.write(chunk[0])
+            end = time.perf_counter()
+            times["decode"] += mid - start
+            times["write"] += end - mid
+            start = end
+        mid = time.perf_counter()
+    times["write"] += time.perf_counter() - mid  # closing the file: the encoder's delayed frames
+    return times
 
 
 if __name__ == "__main__":

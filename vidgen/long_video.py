@@ -114,6 +114,28 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
     run = _resolve(pipe, prompts, config)
     output = check_long_video_output(output, overwrite)
     state = _State(Path(state_dir) if state_dir is not None else output.with_name(output.name + ".state"))
+    run, start, chain = _begin(pipe, state, run, config, resume, progress)
+    with VideoWriter(output, fps=run.fps, overwrite=overwrite) as writer:
+        written = state.replay(start, writer)  # resume: the committed frames, exactly as they were written
+        for i in range(start, config.segments):
+            if progress:
+                tqdm.write(f"segment {i + 1}/{config.segments}", file=sys.stderr)
+            latents = _sample_segment(pipe, prompts, run, config, i, chain.context, progress)
+            with state.frames_writer(i) as frames_file:
+                for frames in chain.decode(pipe.vae, latents, i, config):  # uint8 (t, H, W, 3)
+                    writer.write(frames)
+                    frames_file.write(frames)
+                    written += len(frames)
+            chain.hand_over(pipe.vae, latents, i, config.handover)
+            state.commit(i, run.seed + i, written, chain.carry(config.handover))
+            if on_segment is not None:
+                on_segment(i)
+    state.remove()
+    return LongVideoResult(output, written, run.seed, chain.meter.report() if drift else None)
+
+
+def _begin(pipe, state: "_State", run: LongVideoRun, config: LongVideoConfig, resume: bool, progress: bool):
+    """(the run, the first segment to make, the chain state): a fresh start, or where a committed state left off."""
     start, carry = 0, None
     if resume and state.exists():
         start, carry = state.load(run)
@@ -126,69 +148,77 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
         raise FileExistsError(f"{state.folder} holds the state of an unfinished run; pass resume=True (--resume) to "
                               "continue it, or delete the folder to start over")
     state.begin(run)
+    context_latents = Geometry.of(pipe.dit, pipe.vae).latent_frames(run.context_frames)
+    return run, start, _Chain.start(pipe.vae, run.context_frames, context_latents, carry)
 
-    k, n = run.context_frames, config.segments
-    m = Geometry.of(pipe.dit, pipe.vae).latent_frames(k)  # context latent frames
-    meter, anchor = DriftMeter(), ColorAnchor()
-    tail: deque[np.ndarray] = deque(maxlen=k)  # the last K written frames
-    decoder, context = None, None
-    if carry is not None:
-        meter.load_state_dict(carry["meter"])
-        anchor.load_state_dict(carry["anchor"])
-        tail.extend(carry["tail"])
-        context = carry["context"]
-        if carry["decoder"] is not None:
-            decoder = StreamDecoder(pipe.vae, cache=carry["decoder"])
 
-    written = 0
-    with VideoWriter(output, fps=run.fps, overwrite=overwrite) as writer:
-        for i in range(start):  # resume: the committed frames, exactly as they were written
-            for chunk in state.read_frames(i):
-                writer.write(chunk)
-                written += len(chunk)
-        for i in range(start, n):
-            if progress:
-                tqdm.write(f"segment {i + 1}/{n}", file=sys.stderr)
-            seed = run.seed + i
-            noise = torch.randn(run.latent_shape, generator=torch.Generator("cpu").manual_seed(seed))
-            latents = pipe(prompt_for_segment(prompts, i), negative_prompt=config.negative_prompt,
-                           num_frames=run.frames, height=run.height, width=run.width,
-                           num_inference_steps=run.steps, guidance_scale=run.guidance, shift=run.shift,
-                           latents=noise, context_latents=context,
-                           context_noise=config.context_noise if context is not None else 0.0,
-                           output_type="latent", progress=progress).frames  # (1, C, F, h, w), context clean
-            if i == 0 or config.handover == "pixel":
-                decoder, feed, skip = StreamDecoder(pipe.vae), latents, (k if i > 0 else 0)
-            else:  # the decoder stream goes on from the previous window's last latent
-                feed, skip = latents[:, :, m:], 0
-            with state.frames_writer(i) as frames_file:
-                for chunk in decoder(feed):
-                    chunk = chunk[0].cpu().numpy()  # (t, H, W, 3) in [0, 1]
-                    if skip:
-                        chunk, skip = chunk[skip:], max(0, skip - len(chunk))
-                        if len(chunk) == 0:
-                            continue
-                    if config.color_anchor:
-                        chunk = anchor(chunk, i)
-                    frames = to_uint8(chunk)
-                    writer.write(frames)
-                    frames_file.write(frames)
-                    meter.add_frames(frames)
-                    tail.extend(frames)
-                    written += len(frames)
-            meter.end_segment()
-            anchor.end_segment(i)
-            if config.handover == "pixel":
-                context = encode_context(pipe.vae, uint8_to_signed(np.stack(tail)))  # (1, C, m, h, w)
-            else:
-                context = latents[:, :, -m:].clone()
-            carry = {"context": context, "meter": meter.state_dict(), "anchor": anchor.state_dict(),
-                     "tail": list(tail), "decoder": decoder.cache if config.handover == "latent" else None}
-            state.commit(i, seed, written, carry)
-            if on_segment is not None:
-                on_segment(i)
-    state.remove()
-    return LongVideoResult(output, written, run.seed, meter.report() if drift else None)
+def _sample_segment(pipe, prompts: list[str], run: LongVideoRun, config: LongVideoConfig, i: int,
+                    context: torch.Tensor | None, progress: bool) -> torch.Tensor:
+    """Segment i's window of latents (1, C, F, h, w), its context (the previous segment's end) held clean."""
+    noise = torch.randn(run.latent_shape, generator=torch.Generator("cpu").manual_seed(run.seed + i))
+    return pipe(prompt_for_segment(prompts, i), negative_prompt=config.negative_prompt, num_frames=run.frames,
+                height=run.height, width=run.width, num_inference_steps=run.steps, guidance_scale=run.guidance,
+                shift=run.shift, latents=noise, context_latents=context,
+                context_noise=config.context_noise if context is not None else 0.0, output_type="latent",
+                progress=progress).frames
+
+
+@dataclass
+class _Chain:
+    """What each segment hands the next: the context latents, the last K written frames, the decoder stream (latent
+    hand-over), the drift meter and the colour anchor. Saved with each segment (`carry`) for resuming."""
+
+    k: int  # context pixel frames
+    m: int  # context latent frames
+    meter: DriftMeter
+    anchor: ColorAnchor
+    tail: deque  # the last K written frames, uint8 (H, W, 3) each
+    context: torch.Tensor | None = None  # (1, C, m, h, w)
+    decoder: StreamDecoder | None = None
+
+    @classmethod
+    def start(cls, vae, k: int, m: int, carry: dict | None) -> "_Chain":
+        chain = cls(k, m, DriftMeter(), ColorAnchor(), deque(maxlen=k))
+        if carry is not None:
+            chain.meter.load_state_dict(carry["meter"])
+            chain.anchor.load_state_dict(carry["anchor"])
+            chain.tail.extend(carry["tail"])
+            chain.context = carry["context"]
+            if carry["decoder"] is not None:
+                chain.decoder = StreamDecoder(vae, cache=carry["decoder"])
+        return chain
+
+    def decode(self, vae, latents: torch.Tensor, i: int, config: LongVideoConfig) -> Iterator[np.ndarray]:
+        """Segment i's new frames, uint8 (t, H, W, 3), as the VAE decodes them; the context frames are not repeated."""
+        if i == 0 or config.handover == "pixel":  # a fresh stream over the whole window, its context dropped
+            self.decoder, feed, skip = StreamDecoder(vae), latents, (self.k if i > 0 else 0)
+        else:  # the decoder stream goes on from the previous window's last latent
+            feed, skip = latents[:, :, self.m:], 0
+        for chunk in self.decoder(feed):
+            chunk = chunk[0].cpu().numpy()  # (t, H, W, 3) in [0, 1]
+            if skip:
+                chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+                if len(chunk) == 0:
+                    continue
+            if config.color_anchor:
+                chunk = self.anchor(chunk, i)
+            frames = to_uint8(chunk)
+            self.meter.add_frames(frames)
+            self.tail.extend(frames)
+            yield frames
+
+    def hand_over(self, vae, latents: torch.Tensor, i: int, handover: str) -> None:
+        """The next segment's context: the last K written frames re-encoded ("pixel"), or the last m latents."""
+        self.meter.end_segment()
+        self.anchor.end_segment(i)
+        if handover == "pixel":
+            self.context = encode_context(vae, uint8_to_signed(np.stack(self.tail)))  # (1, C, m, h, w)
+        else:
+            self.context = latents[:, :, -self.m:].clone()
+
+    def carry(self, handover: str) -> dict:
+        return {"context": self.context, "meter": self.meter.state_dict(), "anchor": self.anchor.state_dict(),
+                "tail": list(self.tail), "decoder": self.decoder.cache if handover == "latent" else None}
 
 
 def check_long_video_output(output: str | Path, overwrite: bool = False) -> Path:
@@ -343,6 +373,15 @@ class _State:
 
     def frames_writer(self, i: int) -> _FramesFile:
         return _FramesFile(self._name(i, "frames.gz"))
+
+    def replay(self, segments: int, writer) -> int:
+        """Write the committed frames of the first `segments` segments to `writer`; returns how many."""
+        written = 0
+        for i in range(segments):
+            for chunk in self.read_frames(i):
+                writer.write(chunk)
+                written += len(chunk)
+        return written
 
     def read_frames(self, i: int) -> Iterator[np.ndarray]:
         info = json.loads(self._name(i, "json").read_text())
