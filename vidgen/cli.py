@@ -106,7 +106,7 @@ def generate(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     start = time.perf_counter()
     pipe = VideoPipeline.from_pretrained(call.folder, dtype=torch_dtype(args.dtype), device=args.device,
-                                         progress=progress)
+                                         progress=progress, memory=call.memory)
     times["load"] = time.perf_counter() - start
 
     # --- encode text ---

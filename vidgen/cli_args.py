@@ -52,6 +52,26 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                    help="no progress bars (weight loading included)")
+    add_memory_args(p)
+
+
+def add_memory_args(p: argparse.ArgumentParser) -> None:
+    """The memory modes of vidgen/memory.py (all off by default)."""
+    g = p.add_argument_group("memory (for GPUs smaller than the model; see vidgen/memory.py)")
+    g.add_argument("--offload", choices=("model", "blocks"), default=None,
+                   help="model: each component on the GPU only while it works; blocks: the DiT's blocks brought to "
+                        "the GPU a few at a time")
+    g.add_argument("--resident-blocks", type=int, default=2, help="with --offload blocks: DiT blocks on the GPU")
+    g.add_argument("--fp8", action="store_true", help="store the DiT blocks' linear weights in float8 (half memory)")
+    g.add_argument("--compile", action="store_true", help="compile the repeated DiT block with torch.compile")
+
+
+def memory_options(args: argparse.Namespace):
+    """The checked MemoryOptions of the parsed flags."""
+    from vidgen.memory import MemoryOptions
+
+    return MemoryOptions(offload=args.offload, resident_blocks=args.resident_blocks, fp8=args.fp8,
+                         compile=args.compile)
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,7 @@ class ResolvedCall:
     request: object  # vidgen.request.GenerationRequest
     image: object = None  # a PIL image
     step_cache: object = None  # vidgen.dit.step_cache.StepCacheConfig or None
+    memory: object = None  # vidgen.memory.MemoryOptions
 
 
 def resolve_call(args: argparse.Namespace, seeds_used: int = 1) -> ResolvedCall:
@@ -84,7 +105,7 @@ def resolve_call(args: argparse.Namespace, seeds_used: int = 1) -> ResolvedCall:
 
         step_cache = StepCacheConfig(args.step_cache)
     check_device(args.device)
-    return ResolvedCall(folder, request, image, step_cache)
+    return ResolvedCall(folder, request, image, step_cache, memory_options(args))
 
 
 def torch_dtype(name: str | None):

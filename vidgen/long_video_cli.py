@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
                    help="no progress bars or segment lines")
+    from vidgen.cli_args import add_memory_args
+
+    add_memory_args(p)
 
 
 def resolve_prompts(prompt: str | None, prompts_file: str | None, segments: int | None) -> tuple[list[str], int]:
@@ -110,13 +113,15 @@ def run(args: argparse.Namespace, fail) -> int:
             from vidgen.conditioning import check_context_frames
 
             check_context_frames(args.context_frames, request.num_frames, request.num_frames)
+        from vidgen.cli_args import memory_options
         from vidgen.pipeline import VideoPipeline, check_device
 
         check_device(args.device)
+        memory = memory_options(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError) as e:
         fail(str(e))
 
-    pipe = VideoPipeline.from_pretrained(folder, device=args.device, progress=not args.quiet)
+    pipe = VideoPipeline.from_pretrained(folder, device=args.device, progress=not args.quiet, memory=memory)
     try:
         result = generate_long_video(pipe, prompts, args.output, config, state_dir=args.state_dir, resume=args.resume,
                                      overwrite=args.overwrite, drift=args.drift_report, progress=not args.quiet)

@@ -23,6 +23,7 @@ from vidgen.decoding import StreamDecoder
 from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
 from vidgen.files import atomic_folder
 from vidgen.flow import sigma_schedule
+from vidgen.memory import MemoryOptions, enable_offload, prepare_dit
 from vidgen.model_folder import OUR_CONFIG, read_model_folder
 from vidgen.pixels import image_size, image_to_tensor, to_unit
 from vidgen.request import GenerationRequest, Geometry, PipelineConfig
@@ -49,22 +50,28 @@ class PipelineOutput:
 
 class VideoPipeline:
     def __init__(self, dit: torch.nn.Module, vae: torch.nn.Module, text_encoder: TextEncoder,
-                 config: PipelineConfig = PipelineConfig()):
+                 config: PipelineConfig = PipelineConfig(), *, execution_device: torch.device | None = None,
+                 offload=None):
+        """execution_device: where sampling runs when the components' own devices do not say (offload);
+        offload: the `vidgen.offload` object that moves weights in and out (`offload.remove()` undoes it)."""
         self.dit = dit
         self.vae = vae
         self.text_encoder = text_encoder
         self.config = config
+        self.execution_device = execution_device
+        self.offload = offload
 
     # --- loading and saving -----------------------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, *, dtype: torch.dtype | None = None,
                         device: str | torch.device | None = None, vae_dtype: torch.dtype = torch.float32,
-                        progress: bool = True) -> "VideoPipeline":
+                        progress: bool = True, memory: MemoryOptions = MemoryOptions()) -> "VideoPipeline":
         """Load our saved pipeline or a diffusers-format Wan 2.1 T2V folder; no folder: the embedded default model.
 
         dtype (DiT and text encoder): default fp32 on CPU, bf16 on CUDA. device: default CUDA when available.
-        progress=False silences the weight-loading bars too."""
+        progress=False silences the weight-loading bars too. memory: offload, fp8 weights, compiled blocks
+        (vidgen/memory.py)."""
         from causal_vae import CausalVAE
         from vidgen.dit.model import DiT
 
@@ -72,12 +79,15 @@ class VideoPipeline:
         device = check_device(device)
         check_weight_headers(folder)  # a broken file of any component fails before the first one loads
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        dit = DiT.from_pretrained(folder / "transformer", dtype=dtype, device=device)
-        vae = CausalVAE.from_pretrained(folder / "vae", dtype=vae_dtype, device=device)
+        load = torch.device("cpu") if memory.load_device_is_cpu else device
+        dit = prepare_dit(DiT.from_pretrained(folder / "transformer", dtype=dtype, device=load), memory, dtype)
+        vae = CausalVAE.from_pretrained(folder / "vae", dtype=vae_dtype, device=load)
         with _loading_bars(progress):
             text = TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", dtype=dtype,
-                                               device=device, max_tokens=dit.config.text_len)
-        return cls(dit, vae, text, config)
+                                               device=load, max_tokens=dit.config.text_len)
+        offload = enable_offload(memory, text.model, dit, vae, device)
+        return cls(dit, vae, text, config, execution_device=device if offload is not None else None,
+                   offload=offload)
 
     def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Write the pipeline (vidgen_pipeline.json, transformer/, vae/, text_encoder/, tokenizer/) atomically."""
@@ -93,6 +103,9 @@ class VideoPipeline:
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "VideoPipeline":
         """Move all components; `dtype` applies to the DiT and the text encoder (the VAE keeps its own)."""
+        if self.offload is not None:
+            raise ValueError("this pipeline offloads its weights (memory=MemoryOptions(offload=...)); call "
+                             "pipe.offload.remove() before moving it")
         self.dit.to(device=device, dtype=dtype)
         self.text_encoder.to(device=device, dtype=dtype)
         self.vae.to(device=device)
@@ -100,7 +113,8 @@ class VideoPipeline:
 
     @property
     def device(self) -> torch.device:
-        return next(self.dit.parameters()).device
+        """Where sampling runs: the execution device under offload, else the DiT's."""
+        return self.execution_device or next(self.dit.parameters()).device
 
     @property
     def geometry(self) -> Geometry:

@@ -77,7 +77,7 @@ class TextEncoder:
         ids, mask = tokenize(self.tokenizer, prompts, self.max_tokens, self.device)
         hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, L, D)
         # Real tokens kept, padding positions zeroed: the DiT's cross-attention sees exact zeros there.
-        return hidden * mask[:, :, None].to(hidden.dtype)
+        return hidden * mask[:, :, None].to(hidden)  # on the hidden states' device (offload may move the model)
 
 
 def tokenize(tokenizer, prompts: list[str], max_tokens: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:

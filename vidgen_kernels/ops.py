@@ -14,6 +14,7 @@ HALF = (torch.bfloat16, torch.float16)
 
 
 @functools.cache
+@torch.compiler.assume_constant_result  # a fact of the machine: torch.compile takes it as a constant
 def cpu_has_half_matmul() -> bool:
     """Whether oneDNN has native bf16 matmul on this CPU (AVX512-BF16 or AMX)."""
     try:

@@ -208,6 +208,9 @@ def export_config(config: DiTConfig, fmt: str) -> dict[str, Any]:
 def save_dit(model: nn.Module, folder: str | Path, fmt: str = "vidgen", overwrite: bool = False) -> None:
     """Write `config.json` and `model.safetensors` (or the foreign layout's names) into `folder`, atomically."""
     folder = Path(folder)
+    if any(type(m).__name__ == "FP8Linear" for m in model.modules()):
+        raise ValueError("this DiT holds fp8 weights (quantize_fp8), which are not saved; save the model before "
+                         "quantizing it, or load it again without fp8")
     if (folder / CONFIG_FILE).exists() and not overwrite:
         raise FileExistsError(f"{folder} already holds a checkpoint; pass overwrite=True to replace it")
     folder.mkdir(parents=True, exist_ok=True)
