@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[train,test]'
 	touch $(STAMP)
 
-.PHONY: setup demo test
+.PHONY: setup demo test gpu-check
 setup: $(STAMP)
 
 # The README's main command: a clip from the embedded default model at its own defaults (64x64, 17 frames, 8 fps).
@@ -29,3 +29,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The prepared GPU check (docs/gpu_check.md): ~6 minutes on one CUDA GPU, writes gpu_check.json and a section of
+# docs/benchmarks.md. No venv needed (a GPU machine has none): the venv's python when there is one, else python3.
+PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
