@@ -224,7 +224,7 @@ def test_a_second_set_of_more_clips_serves_the_runs_from_its_own_on(tmp_path):
     sets = {**TINY, "more_clips": [5, 4], "more_clips_from_run": [1, 2], "dit_continue_train": [run, run, run],
             "more_clips_partial_captions": [0.0, 1.0]}  # the second set's captions all leave an attribute out
     recipe = ShapesRecipe.load(sets).with_run_dir(tmp_path / "run")
-    assert recipe.more_clips == (5, 4) and recipe.more_clips_from_run == (1, 2)
+    assert recipe.more_clip_sets == ((5, 4), (1, 2), (0.0, 1.0))
     assert [recipe.more_media_config(j).data.partial_captions for j in range(2)] == [0.0, 1.0]
     assert [Path(recipe.dit_train_config(run=k).data.cache).name for k in range(4)] == [
         "latents", "latents_more", "latents_more_2", "latents_more_2"]
@@ -247,9 +247,8 @@ def test_a_second_set_of_more_clips_serves_the_runs_from_its_own_on(tmp_path):
     assert [added.more_media_config(j).data.partial_captions for j in range(3)] == [0.0, 1.0, 0.4]
     # The scalar form is the one-set list; a count of 0 without a start run means no set.
     one = ShapesRecipe.load({**TINY, "more_clips": 5, "more_clips_from_run": 0, "more_clips_partial_captions": 0.5})
-    assert one.more_clips == (5,) and one.more_clips_from_run == (0,) and one.dit_latents(0) == "latents_more"
-    assert one.more_clips_partial_captions == (0.5,)
-    assert ShapesRecipe.load({**TINY, "more_clips": 0}).more_clips == ()
+    assert one.more_clip_sets == ((5,), (0,), (0.5,)) and one.dit_latents(0) == "latents_more"
+    assert ShapesRecipe.load({**TINY, "more_clips": 0}).more_clip_sets == ((), (), ())
 
 
 def test_a_run_dir_seeded_from_a_saved_model_trains_only_the_later_runs(trained, tmp_path):

@@ -104,24 +104,27 @@ class ShapesRecipe:
         if self.decoder_continue_train and self.decoder_train is None:
             raise ValueError("decoder_continue_train continues decoder_train's run: the recipe needs decoder_train too")
         runs = 1 + len(self.dit_continue_train)
-        sets = self._as_tuple(self.more_clips, "more_clips")
-        sets = () if sets == (0,) else sets
-        starts = () if self.more_clips_from_run is None else self._as_tuple(self.more_clips_from_run,
-                                                                             "more_clips_from_run")
+        sets, starts, partial = self.more_clip_sets
         if len(sets) != len(starts) or any(n <= 0 for n in sets) or any(not 0 <= r < runs for r in starts) or any(
                 a >= b for a, b in zip(starts, starts[1:])):
             raise ValueError(f"more_clips (clip counts > 0) and more_clips_from_run (DiT runs in 0..{runs - 1}, "
                              f"increasing) go together, one per set, got {self.more_clips} and "
                              f"{self.more_clips_from_run}")
-        partial = () if self.more_clips_partial_captions is None else self._as_tuple(
-            self.more_clips_partial_captions, "more_clips_partial_captions", (int, float))
         if len(partial) != len(sets) or any(not 0 <= p <= 1 for p in partial):
             raise ValueError(f"more_clips_partial_captions goes with more_clips and more_clips_from_run: one fraction "
                              f"in [0, 1] per more-clips set ({len(sets)}; 0 = full captions only), got "
                              f"{self.more_clips_partial_captions}")
-        object.__setattr__(self, "more_clips", sets)  # normalised: one entry per set
-        object.__setattr__(self, "more_clips_from_run", starts)
-        object.__setattr__(self, "more_clips_partial_captions", tuple(float(p) for p in partial))
+
+    @property
+    def more_clip_sets(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]]:
+        """The more-clips sets, one entry per set: (clip counts, first DiT run, partial-caption fraction)."""
+        sets = self._as_tuple(self.more_clips, "more_clips")
+        sets = () if sets == (0,) else sets
+        starts = () if self.more_clips_from_run is None else self._as_tuple(self.more_clips_from_run,
+                                                                             "more_clips_from_run")
+        partial = () if self.more_clips_partial_captions is None else self._as_tuple(
+            self.more_clips_partial_captions, "more_clips_partial_captions", (int, float))
+        return sets, starts, tuple(float(p) for p in partial)
 
     @staticmethod
     def _as_tuple(value, name: str, types: tuple[type, ...] = (int,)) -> tuple:
@@ -203,7 +206,7 @@ class ShapesRecipe:
     def dit_latents(self, run: int) -> str:
         """The latent cache (a folder in run_dir) that run `run` of the dit stage trains on: that of the last
         more-clips set starting at or before it, else latents/."""
-        sets = [j for j, start in enumerate(self.more_clips_from_run) if start <= run]
+        sets = [j for j, start in enumerate(self.more_clip_sets[1]) if start <= run]
         return more_latents_name(sets[-1]) if sets else "latents"
 
     def more_media_config(self, j: int = 0) -> TrainConfig:
@@ -211,9 +214,10 @@ class ShapesRecipe:
         the world rendered on the fly (seed + 1 + j), `more_clips_partial_captions[j]` of them captioned partly."""
         c = self.dit_media_config()
         buckets = ((self.frames, self.size, self.size), (1, self.size, self.size))
-        data = dataclasses.replace(c.data, folder=None, shapes=self.more_clips[j], buckets=buckets,
+        counts, _, partial = self.more_clip_sets
+        data = dataclasses.replace(c.data, folder=None, shapes=counts[j], buckets=buckets,
                                    image_ratio=self.dit_train.data.image_ratio,
-                                   partial_captions=self.more_clips_partial_captions[j])
+                                   partial_captions=partial[j])
         return dataclasses.replace(c, data=data, seed=self.seed + 1 + j)
 
     def dit_media_config(self) -> TrainConfig:
@@ -335,7 +339,7 @@ def stage_latents(recipe: ShapesRecipe, progress: bool = True) -> Path:
     cache = root / "latents"
     if "latents" in needed and not cache.is_dir():
         precompute_from_config(recipe.dit_media_config(), cache)
-    for j in range(len(recipe.more_clips)):
+    for j in range(len(recipe.more_clip_sets[0])):
         name = more_latents_name(j)
         if name in needed and not (root / name).is_dir():
             precompute_from_config(recipe.more_media_config(j), root / name)
