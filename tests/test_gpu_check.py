@@ -121,11 +121,13 @@ def test_unknown_part_is_refused(capsys):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_target_needs_no_venv(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "GPU_CHECK_ARGS", "VENV")}
+    # also run from inside `make test`: the outer make's variables must not reach this one
+    outer = ("PYTHON", "GPU_CHECK_ARGS", "VENV", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    env = {k: v for k, v in os.environ.items() if k not in outer}
 
     def commands(*variables):
-        return subprocess.run(["make", "-n", "gpu-check", *variables], cwd=ROOT, capture_output=True, text=True,
-                              check=True, env=env).stdout.strip()
+        return subprocess.run(["make", "--no-print-directory", "-n", "gpu-check", *variables], cwd=ROOT,
+                              capture_output=True, text=True, check=True, env=env).stdout.strip()
 
     assert commands(f"VENV={tmp_path / 'none'}") == "python3 scripts/gpu_check.py"
     assert commands("PYTHON=python3.12", "GPU_CHECK_ARGS=--dry-run") == "python3.12 scripts/gpu_check.py --dry-run"
