@@ -105,7 +105,7 @@ def generate(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     start = time.perf_counter()
-    pipe = VideoPipeline.from_pretrained(call.folder, dtype=torch_dtype(args.dtype), device=args.device,
+    pipe = VideoPipeline.from_pretrained(args.model, dtype=torch_dtype(args.dtype), device=args.device,
                                          progress=progress, memory=call.memory)
     times["load"] = time.perf_counter() - start
 

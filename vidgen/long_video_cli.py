@@ -105,7 +105,7 @@ def run(args: argparse.Namespace, fail) -> int:
                                  width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance,
                                  fps=args.fps)
         check_long_video_output(args.output, args.overwrite)
-        folder, defaults = read_model_folder(Path(args.model) if args.model else None)  # no weights read yet
+        _, defaults = read_model_folder(args.model)  # no weights read yet (a repository id: its configs)
         request = GenerationRequest.resolve(
             defaults, num_frames=args.frames, height=args.height, width=args.width, num_inference_steps=args.steps,
             guidance_scale=args.guidance, seed=args.seed, fps=args.fps, seeds_used=segments)
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace, fail) -> int:
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError) as e:
         fail(str(e))
 
-    pipe = VideoPipeline.from_pretrained(folder, device=args.device, progress=not args.quiet, memory=memory)
+    pipe = VideoPipeline.from_pretrained(args.model, device=args.device, progress=not args.quiet, memory=memory)
     try:
         result = generate_long_video(pipe, prompts, args.output, config, state_dir=args.state_dir, resume=args.resume,
                                      overwrite=args.overwrite, drift=args.drift_report, progress=not args.quiet)

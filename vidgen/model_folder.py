@@ -1,9 +1,15 @@
 """What a model folder is: our saved pipeline, or a diffusers-format Wan 2.1 text-to-video folder. Checked cheaply,
-file by file, so a wrong folder fails with the name of the missing file before any weights are read."""
+file by file, so a wrong folder fails with the name of the missing file before any weights are read.
+
+A Hugging Face repository id ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") that is not a local path resolves to its snapshot in
+huggingface_hub's cache, downloaded there when missing and the hub can be reached: the configuration files alone
+for checks, everything when the weights are loaded.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from vidgen.config_io import from_dict
@@ -64,8 +70,40 @@ def read_diffusers_pipeline(folder: Path) -> dict:
     return {"shift": float(shift)}
 
 
-def read_model_folder(folder: str | Path | None) -> tuple[Path, PipelineConfig]:
-    """Check a model folder (None: the embedded default) and read its generation defaults, without loading weights."""
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name
+CONFIG_PATTERNS = ("*.json", "*/*.json", "*/*.txt", "*/*.model")  # what the checks read: configs and tokenizer files
+
+
+def hub_snapshot(repo_id: str, weights: bool) -> Path:
+    """The cached snapshot folder of a Hugging Face repository (its config files alone unless `weights`), fetched
+    into the cache when missing; FileNotFoundError saying where it was looked for and how to get it otherwise."""
+    from huggingface_hub import constants, snapshot_download
+
+    patterns = None if weights else list(CONFIG_PATTERNS)
+    reason = None
+    for local_only in (False, True):  # the hub first (it fills in missing files), then whatever the cache holds
+        try:
+            return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=local_only))
+        except Exception as e:  # noqa: BLE001 - offline, unknown repository, no access: all end in one message
+            reason = reason or f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    local = repo_id.split("/")[-1]
+    raise FileNotFoundError(f"model {repo_id!r} is not a folder here, nor a Hugging Face repository in the cache "
+                            f"({constants.HF_HUB_CACHE}), and it could not be downloaded ({reason}); download it "
+                            f"with `huggingface-cli download {repo_id} --local-dir {local}` and pass that folder")
+
+
+def locate(folder: str | Path, weights: bool = False) -> Path:
+    """The local folder `folder` names: a path, or a repository id resolved through the Hugging Face cache."""
+    if isinstance(folder, str) and not Path(folder).exists() and HUB_ID.match(folder):
+        return hub_snapshot(folder, weights)
+    return Path(folder)
+
+
+def read_model_folder(folder: str | Path | None, weights: bool = False) -> tuple[Path, PipelineConfig]:
+    """Check a model folder (None: the embedded default; a repository id: its cached snapshot, with the weights when
+    `weights`) and read its generation defaults, without loading weights."""
+    if folder is not None:
+        folder = locate(folder, weights)
     if folder is None:
         folder = DEFAULT_MODEL_DIR
         if not (folder / OUR_CONFIG).is_file():

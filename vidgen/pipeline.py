@@ -67,7 +67,8 @@ class VideoPipeline:
     def from_pretrained(cls, folder: str | Path | None = None, *, dtype: torch.dtype | None = None,
                         device: str | torch.device | None = None, vae_dtype: torch.dtype = torch.float32,
                         progress: bool = True, memory: MemoryOptions = MemoryOptions()) -> "VideoPipeline":
-        """Load our saved pipeline or a diffusers-format Wan 2.1 T2V folder; no folder: the embedded default model.
+        """Load our saved pipeline or a diffusers-format Wan 2.1 T2V folder (or a Hugging Face repository id of one,
+        through huggingface_hub's cache); no folder: the embedded default model.
 
         dtype (DiT and text encoder): default fp32 on CPU, bf16 on CUDA. device: default CUDA when available.
         progress=False silences the weight-loading bars too. memory: offload, fp8 weights, compiled blocks
@@ -75,7 +76,7 @@ class VideoPipeline:
         from causal_vae import CausalVAE
         from vidgen.dit.model import DiT
 
-        folder, config = read_model_folder(folder)
+        folder, config = read_model_folder(folder, weights=True)
         device = check_device(device)
         check_weight_headers(folder)  # a broken file of any component fails before the first one loads
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)

@@ -75,7 +75,7 @@ def generate(args: argparse.Namespace, argv: list[str]) -> int:
     parallel = ParallelContext.from_world(sp_size=args.sp, cfg_size=2 if args.cfg_parallel else 1, vae_tiling=tiling)
     seed = shared_seed(args.seed)
     progress = not args.no_progress
-    pipe = VideoPipeline.from_pretrained(call.folder, dtype=torch_dtype(args.dtype), device=args.device,
+    pipe = VideoPipeline.from_pretrained(args.model, dtype=torch_dtype(args.dtype), device=args.device,
                                          progress=progress and parallel.is_main, memory=call.memory)
     kwargs = dict(num_frames=r.num_frames, height=r.height, width=r.width, num_inference_steps=r.num_inference_steps,
                   guidance_scale=r.guidance_scale, shift=r.shift, sampler=r.sampler,
