@@ -150,7 +150,7 @@ def test_pipeline_refuses_before_any_work(monkeypatch):
     def no_text(*a, **k):
         raise AssertionError("text was encoded before the arguments were checked")
 
-    monkeypatch.setattr(pipe.text_encoder, "__call__", no_text)
+    monkeypatch.setattr(type(pipe.text_encoder), "__call__", no_text)
     for kwargs in (dict(guidance_scale=math.nan), dict(seed=-5), dict(context_noise=math.inf),
                    dict(image=np.full((32, 32, 3), 200.0, np.float32))):
         with pytest.raises(ValueError):
@@ -239,3 +239,16 @@ def test_argument_syntax_errors_are_one_line(tmp_path, monkeypatch, capsys, argv
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "error: argument" in err and "--help" in err
     assert _files(tmp_path) == []
+
+
+def test_a_video_frame_out_of_range_is_refused_before_text_is_encoded(monkeypatch):
+    pipe = tiny_vidgen_pipeline()
+
+    def no_text(*a, **k):
+        raise AssertionError("text was encoded before the video was checked")
+
+    monkeypatch.setattr(type(pipe.text_encoder), "__call__", no_text)
+    video = np.random.default_rng(0).random((9, 32, 32, 3), dtype=np.float32)
+    video[5] *= 255  # one of the last five (the context) in 0..255
+    with pytest.raises(ValueError, match="expected uint8 in 0..255, or float in"):
+        pipe("a red circle", video=video, num_frames=9, progress=False)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from vidgen.pixels import image_to_tensor
+from vidgen.pixels import image_to_tensor, image_to_unit
 from vidgen.samplers import CleanFrames
 
 DEFAULT_CONTEXT_FRAMES = 5  # anchor + one group of 4: enough to carry motion, cheap to re-encode
@@ -106,6 +106,8 @@ def check_context_args(*, image, video, context_frames: int | None, context_late
     available = len(video_to_frames(video))
     k = default_context_frames(available, temporal) if context_frames is None else context_frames
     check_context_frames(k, available, num_frames, temporal)
+    for i in range(available - k, available):  # the frames that will be used: forms and value ranges
+        image_to_unit(video_frame(video, i))
     return k
 
 
