@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from vidgen_lab.bench.common import synchronize
+from vidgen_lab.bench.common import synced, synchronize
 from vidgen_lab.benchmarking import time_alternating
 
 
@@ -78,16 +78,8 @@ def diffusers_missing() -> str | None:
 
 def time_fns(fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int, warmup: int = 1) -> dict:
     """Fastest seconds per callable over `repeats` alternating rounds after `warmup`, the device synchronised."""
-
-    def synced(fn):
-        def run():
-            out = fn()
-            synchronize(device)
-            return out
-        return run
-
     with torch.no_grad():
-        return time_alternating({k: synced(f) for k, f in fns.items()}, repeats=repeats, warmup=warmup,
+        return time_alternating({k: synced(f, device) for k, f in fns.items()}, repeats=repeats, warmup=warmup,
                                 statistic="min")
 
 

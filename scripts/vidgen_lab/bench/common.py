@@ -31,21 +31,22 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def synced(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
+    """`fn` followed by a device synchronisation, so a timer sees the GPU's work, not its queueing."""
+    def run():
+        out = fn()
+        synchronize(device)
+        return out
+    return run
+
+
 def time_pair(fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int,
               warmup: int = 1) -> dict[str, float]:
     """Fastest seconds per callable over alternating rounds (see `time_alternating`), synchronising a GPU after each.
 
     At least `repeats` rounds; short calls get more (up to MAX_ROUNDS, about TARGET_SECONDS per callable), so a
     20 ms forward is not judged on three samples that a busy neighbour can all hit."""
-
-    def synced(fn):
-        def run():
-            out = fn()
-            synchronize(device)
-            return out
-        return run
-
-    fns = {k: synced(f) for k, f in fns.items()}
+    fns = {k: synced(f, device) for k, f in fns.items()}
     with torch.no_grad():
         probe = time_alternating(fns, repeats=1, warmup=warmup)
         rounds = max(repeats, min(MAX_ROUNDS, math.ceil(TARGET_SECONDS / max(probe.values()))))
