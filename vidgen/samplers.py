@@ -157,9 +157,95 @@ def sample_dpmpp_2m(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *,
     return x
 
 
+# The log-SNR λ at pure noise is −∞, which would zero every divided difference that reaches back to σ = 1. UniPC's
+# λ-spacings read σ = 1 as 1 − 1e-6, as diffusers and Wan do, so its results match theirs; the step itself and the
+# model keep the schedule's own σ.
+_UNIPC_SIGMA_MAX = 1 - 1e-6
+
+
+def _unipc_rhos(rks: list[float], h: float, corrector: bool) -> list[float]:
+    """UniPC's weights ρ at order p = len(rks) + 1, with B(h) = e^{−h} − 1 (bh2).
+
+    The corrector solves Σ_k ρ_k·r_k^{j−1} = b_j (j = 1..p) over r = (r_1, …, r_{p−1}, 1), where
+    b_j = j!·(−h)·φ_{j+1}(−h)/B(h); the predictor drops the last row and column. The order-1 corrector and the
+    order-2 predictor use ρ = 1/2 (the h → 0 limit), as the paper's and diffusers' solvers do."""
+    p = len(rks) + 1
+    if p == 1:
+        return [0.5] if corrector else []
+    if p == 2 and not corrector:
+        return [0.5]
+    hh = -h
+    b_h = math.expm1(hh)
+    phi, fact, b = math.expm1(hh) / hh, 1, []  # phi = φ_j(hh); hh·φ_{j+1} = φ_j − 1/j!
+    for j in range(1, p + 1):
+        b.append((phi - 1 / fact) * fact / b_h)
+        phi = (phi - 1 / fact) / hh
+        fact *= j + 1
+    r = torch.tensor(rks + [1.0], dtype=torch.float64)
+    mat = torch.stack([r ** (j - 1) for j in range(1, p + 1)])
+    if not corrector:
+        mat, b = mat[:-1, :-1], b[:-1]
+    return torch.linalg.solve(mat, torch.tensor(b, dtype=torch.float64)).tolist()
+
+
+def sample_unipc(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, clean: CleanFrames | None = None,
+                 callback: Callable[[StepInfo], None] | None = None, order: int = 2) -> torch.Tensor:
+    """UniPC (bh2, data prediction), multistep predictor–corrector, in flow form (α = 1 − σ, x₀ = x − σ·v).
+
+    With m_i = x₀(x_i, σ_i), h = λ_{i+1} − λ_i, r_k = (λ_{i−k} − λ_i)/h and D_k = (m_{i−k} − m_i)/r_k:
+        predictor (UniP)  x_{i+1} = (σ_{i+1}/σ_i)·x_i + α_{i+1}·(1 − e^{−h})·(m_i + Σ_k ρ_k·D_k)
+        corrector (UniC)  x_i ← the same step from x_{i−1}, plus ρ_p·(m_i − m_{i−1}) in the bracket, m_i evaluated at
+                          the predicted x_i, which the next predictor then reuses: one model call per step.
+    The order warms up (1, 2, …, `order`) and falls back to 1 on the last step, which lands on m_{N−1} when σ_N = 0;
+    StepInfo.x is the predicted x_{i+1}, corrected after the next model call. UniP-2's step is DPM-Solver++(2M)'s.
+    """
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    x, sig = _prepare(x, sigmas, clean)
+    n = len(sig) - 1
+    lam = [math.log((1 - s) / s) if s > 0 else math.inf for s in (min(s, _UNIPC_SIGMA_MAX) for s in sig)]
+
+    def advance(x_i, i, ms, p, m_new=None):
+        """x_i at σ_i → σ_{i+1}, order p, from the estimates ms = [m_i, m_{i−1}, …]; corrects with m_new if given."""
+        s, s_next = sig[i], sig[i + 1]
+        exp_neg_h = (s_next / (1 - s_next)) * ((1 - s) / s)  # e^{−h}: 0 from σ = 1 and onto σ = 0
+        rks = [(lam[i - k] - lam[i]) / (lam[i + 1] - lam[i]) for k in range(1, p)]
+        rhos = _unipc_rhos(rks, lam[i + 1] - lam[i], corrector=m_new is not None)
+        d = ms[0]
+        for k in range(1, p):
+            d = d + rhos[k - 1] * (ms[k] - ms[0]) / rks[k - 1]
+        if m_new is not None:
+            d = d + rhos[-1] * (m_new - ms[0])
+        return (s_next / s) * x_i + (1 - s_next) * (1 - exp_neg_h) * d
+
+    ms: list[torch.Tensor] = []  # data estimates, newest first
+    x_prev, p_prev = None, 0
+    for i in range(n):
+        s, s_next = sig[i], sig[i + 1]
+        sigma = _model_sigma(s, x, clean)
+        v = model_fn(x, sigma).float()
+        denoised = predict_x0(x, v, sigma)
+        if clean is not None:
+            denoised = clean.impose(denoised)
+        if x_prev is not None:
+            x = advance(x_prev, i - 1, ms, p_prev, m_new=denoised)
+            if clean is not None:
+                x = clean.impose(x)
+        ms = [denoised] + ms[:order - 1]
+        p = min(order, len(ms), n - i)
+        x_prev, p_prev = x, p
+        x = advance(x, i, ms, p)
+        if clean is not None:
+            x = clean.impose(x)
+        if callback is not None:
+            callback(StepInfo(i, n, s, s_next, x, denoised))
+    return x
+
+
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "euler": sample_euler,
     "dpm++2m": sample_dpmpp_2m,
+    "unipc": sample_unipc,
 }
 
 
