@@ -22,7 +22,7 @@ from vidgen.config_io import to_dict
 from vidgen.decoding import StreamDecoder
 from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
 from vidgen.files import atomic_folder
-from vidgen.flow import sigma_schedule
+from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.memory import MemoryOptions, enable_offload, prepare_dit
 from vidgen.model_folder import OUR_CONFIG, read_model_folder
 from vidgen.pixels import image_size, image_to_tensor, to_unit
@@ -167,7 +167,9 @@ class VideoPipeline:
                  context_frames: int | None = None, context_noise: float = 0.0,
                  context_latents: torch.Tensor | None = None,
                  step_cache: StepCacheConfig | float | None = None,
-                 anchor_first: bool | None = None, parallel=None, batch_guidance: bool = True) -> PipelineOutput:
+                 anchor_first: bool | None = None, parallel=None, batch_guidance: bool = True,
+                 generator: torch.Generator | None = None,
+                 callback_on_step_end: Callable[..., dict | None] | None = None) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
         latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
@@ -185,6 +187,9 @@ class VideoPipeline:
         with that frame held clean ("clip"). Used only for clips with no image, video or context latents given.
         parallel: a `vidgen.parallel.ParallelContext` (sequence / guidance parallelism, tile-parallel decode).
         batch_guidance: both guidance branches in one forward (faster, twice one branch's activation memory).
+        As in diffusers: generator= (a torch.Generator) draws the starting noise instead of seed=;
+        callback_on_step_end(pipe, step, timestep, {"latents": x}) runs after every step, and a "latents" entry in
+        the dict it returns replaces the latents (a StepInfo callback may return a tensor for the same).
         """
         # Every check before any heavy work.
         if image is not None and video is not None:
@@ -203,13 +208,14 @@ class VideoPipeline:
             image=image, video=video, context_frames=context_frames, context_latents=context_latents,
             context_noise=request.context_noise, num_frames=request.num_frames, temporal=request.geometry.temporal)
         num_prompts = _count_prompts(prompt, prompt_embeds, request.negative_prompt)
+        _check_generator(generator, seed, latents)
         shape = request.latent_shape(num_prompts * request.num_videos_per_prompt)
         if latents is not None and tuple(latents.shape) != shape:
             raise ValueError(f"latents have shape {tuple(latents.shape)}; expected {shape} for {shape[0]} video(s) "
                              f"of {request.num_frames} frames at {request.height}x{request.width}")
 
         texts = self._text_contexts(request, prompt, prompt_embeds, negative_prompt_embeds, num_prompts)
-        noise = self._noise(request, shape, latents)
+        noise = self._noise(request, shape, latents, generator)
         if image is not None:
             prefix = self.encode_image(image, request.height, request.width)
         elif video is not None:
@@ -217,13 +223,15 @@ class VideoPipeline:
         else:
             prefix = context_latents  # clean latent frames (1 or B, C, F_c, h, w), or None
         anchored = request.anchor_first and prefix is None and shape[2] > 1
+        callbacks = _Callbacks(self, callback, callback_on_step_end)
         out, caches = self._denoise(request, noise, prefix, texts, anchored, parallel=parallel,
-                                    batch_guidance=batch_guidance, step_cache=step_cache, callback=callback,
+                                    batch_guidance=batch_guidance, step_cache=step_cache, callbacks=callbacks,
                                     progress=progress)
         # continuation returns only the new frames (frame-to-video and anchor-first keep their frame 0)
         drop = 0 if image is not None or prefix is None else request.geometry.pixel_frames(prefix.shape[2])
         frames = self._output(request, out, drop, progress, parallel)
-        return PipelineOutput(frames, None if latents is not None else request.seed, caches, request.fps)
+        seed_used = None if latents is not None or generator is not None else request.seed
+        return PipelineOutput(frames, seed_used, caches, request.fps)
 
     def _text_contexts(self, request: GenerationRequest, prompt, prompt_embeds, negative_prompt_embeds,
                        num_prompts: int) -> TextContexts:
@@ -249,9 +257,13 @@ class VideoPipeline:
                              f"(B, L, {self.dit.config.text_dim})")
         return embeds.to(self.device, _dtype(self.dit)).repeat_interleave(n, dim=0)
 
-    def _noise(self, request: GenerationRequest, shape: tuple, latents: torch.Tensor | None) -> torch.Tensor:
-        """The starting noise (B, C, F, h, w), float32 on the DiT's device: the given latents, or drawn from a CPU
-        generator, so a seed gives the same clip on every device."""
+    def _noise(self, request: GenerationRequest, shape: tuple, latents: torch.Tensor | None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """The starting noise (B, C, F, h, w), float32 on the DiT's device: the given latents, drawn from the given
+        generator, or from a CPU generator seeded with the request's seed, so a seed gives the same clip on every
+        device."""
+        if latents is None and generator is not None:
+            latents = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
         if latents is None:
             latents = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(request.seed),
                                   dtype=torch.float32)
@@ -259,7 +271,8 @@ class VideoPipeline:
 
     def _denoise(self, request: GenerationRequest, noise: torch.Tensor, prefix: torch.Tensor | None,
                  texts: TextContexts, anchored: bool, *, parallel, batch_guidance: bool,
-                 step_cache: StepCacheConfig | None, callback, progress: bool) -> tuple[torch.Tensor, tuple]:
+                 step_cache: StepCacheConfig | None, callbacks: "_Callbacks",
+                 progress: bool) -> tuple[torch.Tensor, tuple]:
         """Sample the latents; anchored: latent frame 0 alone first, then the clip with it held clean."""
         sample = get_sampler(request.sampler)
         schedule = sigma_schedule(request.num_inference_steps, request.shift)
@@ -275,7 +288,7 @@ class VideoPipeline:
             return model
 
         with tqdm(total=total, desc="denoise", unit="step", disable=not progress) as bar:
-            report = _step_reporter(bar, callback, request.num_inference_steps, total)
+            report = callbacks.reporter(bar, request.num_inference_steps, total)
             if anchored:  # (B, C, 1, h, w) from the noise's own frame 0
                 prefix = sample(trajectory(), noise[:, :, :1], schedule, clean=None, callback=report("anchor", 0))
             model, clean = trajectory(), None
@@ -351,15 +364,38 @@ def _count_prompts(prompt, prompt_embeds, negative_prompt) -> int:
     return n
 
 
-def _step_reporter(bar, callback, steps: int, total: int):
-    """Per stage, the sampler callback that advances the bar and hands `callback` a StepInfo counted over the call."""
-    def report(stage: str, index: int):
-        def on_step(info: StepInfo):
-            bar.update(1)
-            if callback is not None:
-                callback(dataclasses.replace(info, i=index * steps + info.i, num_steps=total, stage=stage))
-        return on_step
-    return report
+@dataclass(frozen=True)
+class _Callbacks:
+    """The call's step callbacks: ours (a StepInfo) and diffusers' callback_on_step_end(pipe, step, t, kwargs)."""
+
+    pipe: Any
+    on_step: Callable[[StepInfo], torch.Tensor | None] | None = None
+    on_step_end: Callable[..., dict | None] | None = None
+
+    def reporter(self, bar, steps: int, total: int):
+        """Per stage, the sampler callback that advances the bar and hands the callbacks the step counted over the
+        call; a replacement of the latents either returns goes back to the sampler."""
+        def report(stage: str, index: int):
+            def on_step(info: StepInfo) -> torch.Tensor | None:
+                bar.update(1)
+                info = dataclasses.replace(info, i=index * steps + info.i, num_steps=total, stage=stage)
+                x = self.on_step(info) if self.on_step is not None else None
+                if self.on_step_end is not None:
+                    kwargs = self.on_step_end(self.pipe, info.i, to_timestep(torch.tensor(info.sigma)),
+                                              {"latents": info.x if x is None else x})
+                    x = (kwargs or {}).get("latents", x)
+                return x
+            return on_step
+        return report
+
+
+def _check_generator(generator, seed, latents) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if seed is not None or latents is not None:
+        raise ValueError("pass one of seed=, generator= and latents= (each gives the starting noise)")
 
 
 @contextlib.contextmanager

@@ -62,7 +62,7 @@ class StepInfo:
 
     A sampler counts its own steps. The pipeline counts over its whole call, so a callback never sees a step twice:
     with anchor-first sampling the first half of the steps are stage "anchor" (latent frame 0 alone), the rest
-    stage "clip"."""
+    stage "clip". A callback may return a tensor shaped like x: it replaces the latents from then on."""
 
     i: int
     num_steps: int
@@ -71,6 +71,18 @@ class StepInfo:
     x: torch.Tensor
     denoised: torch.Tensor
     stage: str = "clip"
+
+
+def after_step(callback: Callable, info: StepInfo, x: torch.Tensor, clean: CleanFrames | None) -> torch.Tensor:
+    """Run a step's callback; a tensor it returns replaces the latents x (its clean frames re-imposed)."""
+    out = callback(info)
+    if out is None:
+        return x
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        raise ValueError(f"a step callback may return latents of shape {tuple(x.shape)} (or None), got "
+                         f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}")
+    out = out.to(x.device, x.dtype)
+    return clean.impose(out) if clean is not None else out
 
 
 def _model_sigma(sigma: float, x: torch.Tensor, clean: CleanFrames | None) -> torch.Tensor:
@@ -106,7 +118,7 @@ def sample_euler(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, cl
             x = clean.impose(x)
             denoised = clean.impose(denoised)
         if callback is not None:
-            callback(StepInfo(i, n, s, s_next, x, denoised))
+            x = after_step(callback, StepInfo(i, n, s, s_next, x, denoised), x, clean)
     return x
 
 
@@ -153,7 +165,7 @@ def sample_dpmpp_2m(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *,
             denoised = clean.impose(denoised)
         old_denoised, h_prev = denoised, h
         if callback is not None:
-            callback(StepInfo(i, n, s, s_next, x, denoised))
+            x = after_step(callback, StepInfo(i, n, s, s_next, x, denoised), x, clean)
     return x
 
 
@@ -238,7 +250,7 @@ def sample_unipc(model_fn: ModelFn, x: torch.Tensor, sigmas: torch.Tensor, *, cl
         if clean is not None:
             x = clean.impose(x)
         if callback is not None:
-            callback(StepInfo(i, n, s, s_next, x, denoised))
+            x = after_step(callback, StepInfo(i, n, s, s_next, x, denoised), x, clean)
     return x
 
 
