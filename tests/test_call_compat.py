@@ -56,3 +56,10 @@ def test_a_step_callback_returning_latents_replaces_them(name):
     assert torch.equal(same, plain) and torch.allclose(nudged, plain + 1)
     with pytest.raises(ValueError, match="may return latents of shape"):
         SAMPLERS[name](model, x, sigmas, callback=lambda info: torch.zeros(3))
+
+
+def test_the_models_own_sampler_is_the_default():
+    own = tiny_vidgen_pipeline(sampler="unipc")
+    kw = dict(seed=0, num_inference_steps=3, progress=False, output_type="latent")
+    assert torch.equal(own("a red circle", **kw).frames, own("a red circle", sampler="unipc", **kw).frames)
+    assert not torch.equal(own("a red circle", **kw).frames, own("a red circle", sampler="euler", **kw).frames)

@@ -66,7 +66,7 @@ def test_scheduler_shift_is_read(pipes, tmp_path):
     (tmp_path / "scheduler").mkdir()
     (tmp_path / "scheduler" / "scheduler_config.json").write_text(json.dumps(
         {"_class_name": "UniPCMultistepScheduler", "flow_shift": 5.0, "use_flow_sigmas": True}))
-    assert read_diffusers_pipeline(tmp_path)["shift"] == 5.0
+    assert read_diffusers_pipeline(tmp_path) == {"shift": 5.0, "sampler": "unipc"}  # Wan's own scheduler
 
 
 def test_latents_match_and_guidance_matters(pipes):

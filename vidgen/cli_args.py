@@ -36,7 +36,7 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     p.add_argument("--steps", type=int, default=None, help="denoising steps")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (<= 1: off)")
     p.add_argument("--shift", type=float, default=None, help="timestep shift (default: the model's)")
-    p.add_argument("--sampler", default="euler", help="euler, dpm++2m or unipc")
+    p.add_argument("--sampler", default=None, help="euler, dpm++2m or unipc (default: the model's)")
     p.add_argument("--seed", type=int, default=None, help="noise seed in [0, 2**64) (default: random, printed)")
     p.add_argument("--image", default=None, help="first frame to animate (frame-to-video)")
     p.add_argument("--step-cache", type=float, default=None, metavar="THRESHOLD",

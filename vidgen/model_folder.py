@@ -62,12 +62,21 @@ def _check_diffusers_index(folder: Path) -> None:
                          "is supported")
 
 
+# diffusers scheduler class -> our sampler of the same method (the σ grid is always Wan's: docs/design.md)
+SCHEDULER_SAMPLERS = {
+    "UniPCMultistepScheduler": "unipc",
+    "FlowMatchEulerDiscreteScheduler": "euler",
+    "DPMSolverMultistepScheduler": "dpm++2m",
+}
+
+
 def read_diffusers_pipeline(folder: Path) -> dict:
-    """Generation settings of a diffusers Wan folder: {"shift": flow shift from scheduler/scheduler_config.json}."""
+    """Generation settings of a diffusers Wan folder from scheduler/scheduler_config.json: {"shift": its flow shift,
+    "sampler": our sampler of its scheduler's method (Euler for one we do not know)}."""
     sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     # UniPC/DPM schedulers name it flow_shift; FlowMatchEulerDiscreteScheduler names it shift.
     shift = sched.get("flow_shift", sched.get("shift", 1.0))
-    return {"shift": float(shift)}
+    return {"shift": float(shift), "sampler": SCHEDULER_SAMPLERS.get(sched.get("_class_name"), "euler")}
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name
@@ -113,4 +122,4 @@ def read_model_folder(folder: str | Path | None, weights: bool = False) -> tuple
     folder, kind = find_model_folder(folder)
     if kind == "vidgen":
         return folder, from_dict(PipelineConfig, folder / OUR_CONFIG)
-    return folder, PipelineConfig(shift=read_diffusers_pipeline(folder)["shift"])
+    return folder, PipelineConfig(**read_diffusers_pipeline(folder))

@@ -159,7 +159,7 @@ class VideoPipeline:
     def __call__(self, prompt: str | list[str] | None = None, negative_prompt: str | list[str] | None = None,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 shift: float | None = None, sampler: str = "euler", seed: int | None = None,
+                 shift: float | None = None, sampler: str | None = None, seed: int | None = None,
                  latents: torch.Tensor | None = None, image=None, video=None, output_type: str = "np",
                  progress: bool = True,
                  prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,

@@ -36,6 +36,7 @@ class PipelineConfig:
     # Text-to-video in two passes: latent frame 0 alone first (the text-to-image case), then the clip with it held
     # clean, as in frame-to-video. The shapes model moves the stated way more often so (docs/training_shapes.md).
     anchor_first: bool = False
+    sampler: str = "euler"  # a diffusers folder's scheduler names its own (UniPC for Wan's)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class GenerationRequest:
 
     @classmethod
     def resolve(cls, defaults: PipelineConfig, geometry: Geometry = Geometry(), *, num_frames=None, height=None,
-                width=None, num_inference_steps=None, guidance_scale=None, shift=None, sampler="euler", seed=None,
+                width=None, num_inference_steps=None, guidance_scale=None, shift=None, sampler=None, seed=None,
                 fps=None, negative_prompt=None, anchor_first=None, output_type="np", num_videos_per_prompt=1,
                 context_noise=0.0, image_size: tuple[int, int] | None = None, seeds_used: int = 1,
                 ) -> "GenerationRequest":
@@ -119,7 +120,8 @@ class GenerationRequest:
             num_inference_steps=_whole("num_inference_steps", pick(num_inference_steps, defaults.num_inference_steps)),
             guidance_scale=_finite("guidance_scale", pick(guidance_scale, defaults.guidance_scale)),
             shift=_finite("shift", pick(shift, defaults.shift)),
-            sampler=sampler, seed=check_seed(seed, seeds_used) if seed is not None else draw_seed(seeds_used),
+            sampler=pick(sampler, defaults.sampler),
+            seed=check_seed(seed, seeds_used) if seed is not None else draw_seed(seeds_used),
             fps=_finite("fps", pick(fps, defaults.fps)),
             negative_prompt=_negative(pick(negative_prompt, defaults.negative_prompt)),
             anchor_first=bool(pick(anchor_first, defaults.anchor_first)), output_type=output_type,
