@@ -58,7 +58,7 @@ def test_generate_refuses_before_loading(model_dir, tmp_path, monkeypatch, capsy
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a usable GPU")
 def test_cuda_device_without_cuda_is_one_line(model_dir, tmp_path, monkeypatch, capsys, no_loading):
     from vidgen import cli
-    from vidgen.pipeline import check_device
+    from vidgen.device import check_device
 
     monkeypatch.chdir(tmp_path)
     assert cli.main(["generate", "a red circle", "-o", "clip.mp4", "--model", str(model_dir), "--device", "cuda"]) == 2

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, fail) -> int:
     """The long-video command on parsed arguments; `fail(message)` reports a user error and exits."""
+    from vidgen.cli_args import USER_ERRORS
     from vidgen.long_video import LongVideoConfig, check_long_video_output, generate_long_video
     from vidgen.model_folder import read_model_folder
     from vidgen.request import GenerationRequest
@@ -114,11 +115,12 @@ def run(args: argparse.Namespace, fail) -> int:
 
             check_context_frames(args.context_frames, request.num_frames, request.num_frames)
         from vidgen.cli_args import memory_options
-        from vidgen.pipeline import VideoPipeline, check_device
+        from vidgen.device import check_device
+        from vidgen.pipeline import VideoPipeline
 
         check_device(args.device)
         memory = memory_options(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError) as e:
+    except USER_ERRORS as e:
         fail(str(e))
 
     pipe = VideoPipeline.from_pretrained(args.model, device=args.device, progress=not args.quiet, memory=memory)

@@ -237,13 +237,10 @@ def check_inference(module: nn.Module, mode: str) -> None:
 
 
 def _check_device(device: str | torch.device) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device {device!r} is not a device name such as cpu, cuda or cuda:1 ({e})") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"offload to {str(device)!r} asked for, but this torch sees no CUDA GPU; use cpu")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
+    """`check_device`, with a CUDA device's index made explicit (offload compares the devices of tensors)."""
+    from vidgen.device import check_device
+
+    device = check_device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     return device

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from vidgen import conditioning
 from vidgen.config_io import to_dict
 from vidgen.decoding import StreamDecoder
+from vidgen.device import check_device
 from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
 from vidgen.files import atomic_folder
 from vidgen.flow import sigma_schedule, to_timestep
@@ -323,30 +324,6 @@ def check_weight_headers(folder: Path) -> None:
         if (folder / sub).is_dir():
             for path in safetensors_files(folder / sub):
                 check_safetensors(path)
-
-
-def check_device(device: str | torch.device | None) -> torch.device:
-    """The device to load onto (default: CUDA when available); a clear error for one this torch cannot use."""
-    try:
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device {device!r} is not a device name such as cpu, cuda or cuda:1 ({e})") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise ValueError(f"device {str(device)!r} asked for, but {why}; use --device cpu (or install a CUDA "
-                             "build of torch on a machine with a GPU)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) "
-                             "are visible")
-    elif device.type in ("mps", "xpu"):
-        backend = getattr(torch, device.type, None) if device.type == "xpu" else torch.backends.mps
-        if backend is None or not backend.is_available():
-            raise ValueError(f"device {str(device)!r} asked for, but this machine or torch build has none; use "
-                             "--device cpu")
-    elif device.type != "cpu":
-        raise ValueError(f"device {str(device)!r} is not supported; expected cpu or cuda[:N]")
-    return device
 
 
 def _count_prompts(prompt, prompt_embeds, negative_prompt) -> int:
