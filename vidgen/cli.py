@@ -89,16 +89,14 @@ def _raise(message: str):
 
 def generate(args: argparse.Namespace) -> int:
     from vidgen.cli_args import resolve_call, torch_dtype
-    from vidgen.video_io import IMAGE_FORMATS, check_output_path
+    from vidgen.video_io import check_frame_count, check_output_path
 
     times: dict[str, float] = {}
     # --- checks, before anything heavy ---
     output = check_output_path(args.output, args.overwrite)
     call = resolve_call(args)
     r = call.request
-    if output.suffix.lower() in IMAGE_FORMATS and r.num_frames != 1:
-        raise ValueError(f"{str(output)!r} is an image file but --frames is {r.num_frames}; use --frames 1, or a "
-                         "video suffix such as .mp4")
+    check_frame_count(output, r.num_frames)
 
     # --- load ---
     from vidgen.pipeline import VideoPipeline

@@ -25,6 +25,7 @@ VIDEO_FORMATS = {
 # Pillow: images, and gif (its adaptive per-frame palette looks far better than FFmpeg's fixed rgb8 one)
 IMAGE_FORMATS = (".png", ".jpg", ".jpeg")
 PILLOW_FORMATS = IMAGE_FORMATS + (".gif",)
+WRITABLE = (*sorted(VIDEO_FORMATS), *PILLOW_FORMATS)  # every suffix vidgen writes
 DEFAULT_FPS = 16
 # A fixed encoder thread count: x264's and libvpx's output depends on it (not on timing), and left alone they pick it
 # from the CPUs the process may use, so the same clip would give other bytes on another machine or CPU affinity.
@@ -38,10 +39,9 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     """Fail early, before any heavy work, if `path` cannot be written: unknown suffix, missing or read-only folder,
     or an existing file without `overwrite`."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in VIDEO_FORMATS and suffix not in PILLOW_FORMATS:
-        raise ValueError(f"cannot write {str(path)!r}: unknown file type {suffix or '(none)'!r}; "
-                         f"expected one of {sorted(VIDEO_FORMATS) + list(PILLOW_FORMATS)}")
+    if path.suffix.lower() not in WRITABLE:
+        raise ValueError(f"cannot write {str(path)!r}: unknown file type {path.suffix.lower() or '(none)'!r}; "
+                         f"expected one of {list(WRITABLE)}")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: the folder {str(folder)!r} does not exist "
@@ -90,6 +90,13 @@ def _warn_out_of_range(frames: np.ndarray) -> bool:
 
 def _quantize(frames: np.ndarray) -> np.ndarray:
     return frames if frames.dtype == np.uint8 else (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def check_frame_count(path: str | Path, num_frames: int) -> None:
+    """An image file holds one frame: ValueError for more, before any work."""
+    if Path(path).suffix.lower() in IMAGE_FORMATS and num_frames != 1:
+        raise ValueError(f"{str(path)!r} is an image file but --frames is {num_frames}; use --frames 1, or a video "
+                         "suffix such as .mp4")
 
 
 def to_uint8(frames) -> np.ndarray:

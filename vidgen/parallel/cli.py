@@ -52,13 +52,13 @@ def relaunch(argv: list[str], nproc: int) -> int:
 def generate(args: argparse.Namespace, argv: list[str]) -> int:
     """`vidgen generate` over ranks (args as parsed by vidgen.cli with `add_parallel_arguments`)."""
     from vidgen.cli_args import resolve_call, torch_dtype
+    from vidgen.video_io import check_frame_count
 
     prompts, targets = _prompts_and_targets(args)  # every check before torchrun, the process group or the model
     call = resolve_call(args, seeds_used=len(prompts))
     r = call.request
-    if r.num_frames != 1 and any(t.suffix.lower() in IMAGE_SUFFIXES for t in targets):
-        raise ValueError(f"{IMAGE_SUFFIXES} files hold one frame but --frames is {r.num_frames}; use --frames 1, or "
-                         "a video format such as .mp4")
+    for target in targets:
+        check_frame_count(target, r.num_frames)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return relaunch(argv, args.nproc)
     import torch.distributed as dist
@@ -90,14 +90,11 @@ def generate(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
 def _prompts_and_targets(args: argparse.Namespace) -> tuple[list[str], list[Path]]:
     """The prompts and their output files, checked (suffix, folder, existing files) without creating anything."""
     from vidgen.parallel.generate import output_paths
     from vidgen.text import read_prompts
-    from vidgen.video_io import PILLOW_FORMATS, VIDEO_FORMATS, check_output_path
+    from vidgen.video_io import WRITABLE, check_output_path
 
     if args.prompt is not None and args.prompts:
         raise ValueError("give one PROMPT or --prompts FILE, not both")
@@ -106,9 +103,9 @@ def _prompts_and_targets(args: argparse.Namespace) -> tuple[list[str], list[Path
             raise ValueError("give a PROMPT (or --prompts FILE)")
         return [args.prompt], [check_output_path(args.output, args.overwrite)]
     prompts = read_prompts(args.prompts)
-    known = sorted(VIDEO_FORMATS) + list(PILLOW_FORMATS)
-    if args.format.lower() not in known:
-        raise ValueError(f"--format {args.format!r} is not a file type vidgen writes; expected one of {known}")
+    if args.format.lower() not in WRITABLE:
+        raise ValueError(f"--format {args.format!r} is not a file type vidgen writes; expected one of "
+                         f"{list(WRITABLE)}")
     folder = Path(args.output)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"-o {str(folder)!r} must be a folder with --prompts, but it is a file")
