@@ -32,6 +32,15 @@ def add_docs_arg(parser) -> None:
                              "directory)")
 
 
+def parse_parts(parser, only: str, known) -> tuple[str, ...]:
+    """`--only a,b`'s parts, in order; the parser's one-line error for an unknown or empty selection."""
+    parts = tuple(x.strip() for x in only.split(",") if x.strip())
+    unknown = sorted(set(parts) - set(known))
+    if unknown or not parts:
+        parser.error(f"--only {only!r}: unknown part(s) {unknown}; choose from {tuple(known)}")
+    return parts
+
+
 def rss_mib() -> float:
     """Current resident set size of this process, MiB (Linux /proc)."""
     with open("/proc/self/statm") as f:

@@ -29,7 +29,7 @@ import torch
 
 from vidgen.files import write_atomic
 from vidgen_lab import gpu_check_parts as parts
-from vidgen_lab.benchmarking import add_docs_arg, write_section
+from vidgen_lab.benchmarking import add_docs_arg, parse_parts, write_section
 from vidgen_lab.gpu_check_measure import Budget, free_memory
 
 SECTION = "gpu_check"
@@ -113,10 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(PART_FNS), help=f"comma-separated parts of {tuple(PART_FNS)}")
     add_docs_arg(p)
     args = p.parse_args(argv)
-    args.parts = tuple(x.strip() for x in args.only.split(",") if x.strip())
-    unknown = sorted(set(args.parts) - set(PART_FNS))
-    if unknown or not args.parts:
-        p.error(f"--only {args.only!r}: unknown part(s) {unknown}; choose from {tuple(PART_FNS)}")
+    args.parts = parse_parts(p, args.only, PART_FNS)
     if args.budget <= 0:
         p.error(f"--budget {args.budget:g}: expected a positive number of seconds")
     if not args.dry_run and not torch.cuda.is_available():

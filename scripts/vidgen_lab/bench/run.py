@@ -15,7 +15,7 @@ import time
 import torch
 
 from vidgen_lab.bench.common import TABLE_HEAD, check_device
-from vidgen_lab.benchmarking import add_docs_arg, machine_info, run_isolated, write_section
+from vidgen_lab.benchmarking import add_docs_arg, machine_info, parse_parts, run_isolated, write_section
 from vidgen_kernels.ops import cpu_has_half_matmul
 
 PARTS = ("dit", "step", "vae", "stream", "cache")
@@ -35,10 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     add_docs_arg(p)
     args = p.parse_args(argv)
-    args.parts = tuple(x.strip() for x in args.only.split(",") if x.strip())
-    unknown = sorted(set(args.parts) - set(PARTS))
-    if unknown or not args.parts:
-        p.error(f"--only {args.only!r}: unknown part(s) {unknown}; choose from {PARTS}")
+    args.parts = parse_parts(p, args.only, PARTS)
     if args.section is None:
         args.section = "bench" if set(args.parts) == set(PARTS) else "bench_" + "_".join(args.parts)
     if args.threads < 1 or args.repeats < 1:
