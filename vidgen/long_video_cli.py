@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 USAGE_EXAMPLE = ('python scripts/long_video.py "a green circle moving left on a white background" --segments 4 '
                  '-o long.mp4')
