@@ -96,7 +96,7 @@ def test_context_noise_is_told_to_the_dit_and_undone(pipe):
     finally:
         del pipe.dit.forward
     assert len(seen_t) == 2 and all(t.shape == (1, 3) for t in seen_t)
-    assert all(torch.allclose(t[0, :2], torch.tensor(1000 * sigma_c)) for t in seen_t)  # the 2 context frames
+    assert all(torch.allclose(t[0, :2], torch.tensor(1000 * sigma_c, dtype=t.dtype)) for t in seen_t)  # the 2 context frames
     assert float(seen_t[0][0, 2]) == pytest.approx(1000.0)  # the generated frame starts at pure noise
     context = pipe.vae.encode(torch.from_numpy(video).permute(3, 0, 1, 2)[None] * 2 - 1)
     assert torch.equal(out[:, :, :2], context)  # returned clean

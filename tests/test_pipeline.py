@@ -191,8 +191,8 @@ def test_not_a_model_folder_names_missing_file(tmp_path, monkeypatch):
     (tmp_path / "transformer" / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="vae/config.json is missing"):
         VideoPipeline.from_pretrained(tmp_path)
-    (tmp_path / "model_index.json").write_text('{"_class_name": "WanImageToVideoPipeline"}')
-    with pytest.raises(ValueError, match="only Wan 2.1 text-to-video"):
+    (tmp_path / "model_index.json").write_text('{"_class_name": "WanVACEPipeline"}')
+    with pytest.raises(ValueError, match="supported are the Wan folders of WanPipeline and WanImageToVideoPipeline"):
         VideoPipeline.from_pretrained(tmp_path)
     monkeypatch.setattr("vidgen.model_folder.DEFAULT_MODEL_DIR", tmp_path / "assets" / "default")
     with pytest.raises(FileNotFoundError, match="embedded default model is not installed"):

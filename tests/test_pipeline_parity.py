@@ -66,7 +66,8 @@ def test_scheduler_shift_is_read(pipes, tmp_path):
     (tmp_path / "scheduler").mkdir()
     (tmp_path / "scheduler" / "scheduler_config.json").write_text(json.dumps(
         {"_class_name": "UniPCMultistepScheduler", "flow_shift": 5.0, "use_flow_sigmas": True}))
-    assert read_diffusers_pipeline(tmp_path) == {"shift": 5.0, "sampler": "unipc"}  # Wan's own scheduler
+    # Wan's own scheduler, which feeds the DiT whole timesteps
+    assert read_diffusers_pipeline(tmp_path) == {"shift": 5.0, "sampler": "unipc", "integer_timesteps": True}
 
 
 def test_latents_match_and_guidance_matters(pipes):

@@ -118,7 +118,8 @@ def generate(args: argparse.Namespace) -> int:
     out = pipe(prompt_embeds=embeds, negative_prompt_embeds=negative_embeds, num_frames=r.num_frames,
                height=r.height, width=r.width, num_inference_steps=r.num_inference_steps,
                guidance_scale=r.guidance_scale, shift=r.shift, sampler=r.sampler, seed=r.seed, image=call.image,
-               output_type="latent", progress=progress, step_cache=call.step_cache, anchor_first=r.anchor_first)
+               output_type="latent", progress=progress, step_cache=call.step_cache, anchor_first=r.anchor_first,
+               last_image=call.last_image, guidance_scale_2=r.guidance_scale_2, clean_anchor=args.clean_anchor)
     times["denoise"] = time.perf_counter() - start
 
     times.update(_decode_into(pipe, out.frames, output, r.fps, args.overwrite, progress))

@@ -28,8 +28,8 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
         p.add_argument("prompt", nargs="?", help="what the clip shows (or --prompts FILE)")
     p.add_argument("-o", "--output", required=prompt, default=None if prompt else "demo.mp4",
                    help="output file: .mp4, .webm, .gif, or .png/.jpg with --frames 1")
-    p.add_argument("--model", default=None, help="model folder (ours or a diffusers Wan 2.1 T2V folder); "
-                                                 "default: the embedded model")
+    p.add_argument("--model", default=None, help="model folder (ours, or a diffusers Wan folder or hub id: Wan 2.1 "
+                                                 "T2V/I2V/FLF2V, Wan 2.2 TI2V-5B/A14B); default: the embedded model")
     p.add_argument("--frames", type=int, default=None, help="pixel frames, 1 + 4k (1 makes an image)")
     p.add_argument("--height", type=int, default=None, help="multiple of 16")
     p.add_argument("--width", type=int, default=None, help="multiple of 16")
@@ -39,6 +39,12 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     p.add_argument("--sampler", default=None, help="euler, dpm++2m or unipc (default: the model's)")
     p.add_argument("--seed", type=int, default=None, help="noise seed in [0, 2**64) (default: random, printed)")
     p.add_argument("--image", default=None, help="first frame to animate (frame-to-video)")
+    p.add_argument("--last-image", default=None, help="last frame (first-last-frame models: Wan 2.1 FLF2V, Wan 2.2 "
+                                                      "I2V-A14B)")
+    p.add_argument("--clean-anchor", action="store_true",
+                   help="allow --image on a text-to-video-only model (experimental: it was never trained for it)")
+    p.add_argument("--guidance-2", type=float, default=None, dest="guidance_2",
+                   help="the low-noise expert's guidance scale (two-expert models; default: --guidance)")
     p.add_argument("--step-cache", type=float, default=None, metavar="THRESHOLD",
                    help="skip the deeper DiT blocks on steps whose first block changed less than THRESHOLD "
                         "(relative, e.g. 0.05; default: off)")
@@ -83,29 +89,33 @@ class ResolvedCall:
     image: object = None  # a PIL image
     step_cache: object = None  # vidgen.dit.step_cache.StepCacheConfig or None
     memory: object = None  # vidgen.memory.MemoryOptions
+    last_image: object = None  # a PIL image
 
 
 def resolve_call(args: argparse.Namespace, seeds_used: int = 1) -> ResolvedCall:
     """Check every generation option and the model folder (no weights read); errors name the option."""
     from vidgen.model_folder import read_model_folder
+    from vidgen.model_kind import check_call, folder_kind
     from vidgen.device import check_device
     from vidgen.pixels import image_size, read_image_file
     from vidgen.request import GenerationRequest
 
     folder, defaults = read_model_folder(args.model)
     image = read_image_file(args.image) if args.image is not None else None
+    last_image = read_image_file(args.last_image) if args.last_image is not None else None
     request = GenerationRequest.resolve(
         defaults, num_frames=args.frames, height=args.height, width=args.width, num_inference_steps=args.steps,
         guidance_scale=args.guidance, shift=args.shift, sampler=args.sampler, seed=args.seed, fps=args.fps,
         negative_prompt=args.negative_prompt, anchor_first=args.anchor_first, seeds_used=seeds_used,
-        image_size=None if image is None else image_size(image))
+        guidance_scale_2=args.guidance_2, image_size=None if image is None else image_size(image))
+    check_call(folder_kind(folder, defaults), image, last_image, None, args.clean_anchor)
     step_cache = None
     if args.step_cache is not None:
         from vidgen.dit.step_cache import StepCacheConfig
 
         step_cache = StepCacheConfig(args.step_cache)
     check_device(args.device)
-    return ResolvedCall(folder, request, image, step_cache, memory_options(args))
+    return ResolvedCall(folder, request, image, step_cache, memory_options(args), last_image)
 
 
 def torch_dtype(name: str | None):

@@ -32,8 +32,11 @@ def sigma_schedule(num_steps: int, shift: float = 1.0, device=None) -> torch.Ten
     return shift_sigma(torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64, device=device), shift)
 
 
-def to_timestep(sigma: torch.Tensor) -> torch.Tensor:
-    """The DiT's timestep input t = 1000·σ, same shape as σ."""
+def to_timestep(sigma: torch.Tensor, integer: bool = False) -> torch.Tensor:
+    """The DiT's timestep input t = 1000·σ, same shape as σ; `integer`: ⌊1000·σ⌋ capped at 999, the whole timesteps
+    Wan's multistep schedulers feed the model (their first σ is 1 − 1e-6)."""
+    if integer:  # in float64, as the schedulers compute it: 0.7 · 1000 must not floor to 699
+        return (sigma.double() * T_SCALE).floor().clamp(max=T_SCALE - 1).to(sigma.dtype)
     return sigma * T_SCALE
 
 

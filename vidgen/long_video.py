@@ -50,6 +50,7 @@ from vidgen.files import write_atomic
 from vidgen.metrics import DriftMeter, DriftReport
 from vidgen.decoding import StreamDecoder
 from vidgen.pixels import uint8_to_signed
+from vidgen.model_kind import CHANNELS, check_call
 from vidgen.request import GenerationRequest, Geometry
 from vidgen.video_io import VIDEO_FORMATS, VideoWriter, check_output_path, to_uint8
 
@@ -75,6 +76,7 @@ class LongVideoConfig:
     shift: float | None = None
     negative_prompt: str | None = None
     fps: float | None = None
+    clean_anchor: bool = False  # chain a text-to-video-only model anyway (experimental; see model_kind.check_call)
 
     def __post_init__(self):
         if isinstance(self.segments, bool) or not isinstance(self.segments, int) or self.segments < 1:
@@ -111,6 +113,7 @@ def generate_long_video(pipe, prompts: str | list[str], output: str | Path, conf
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}")
+    check_long_video_model(pipe.model_kind, config)
     run = _resolve(pipe, prompts, config)
     output = check_long_video_output(output, overwrite)
     state = _State(Path(state_dir) if state_dir is not None else output.with_name(output.name + ".state"))
@@ -219,6 +222,17 @@ class _Chain:
     def carry(self, handover: str) -> dict:
         return {"context": self.context, "meter": self.meter.state_dict(), "anchor": self.anchor.state_dict(),
                 "tail": list(self.tail), "decoder": self.decoder.cache if handover == "latent" else None}
+
+
+def check_long_video_model(kind, config: LongVideoConfig) -> None:
+    """A ValueError when the model cannot chain segments: every segment after the first holds the previous one's
+    last latent frames clean, which only models trained with per-frame timesteps do (vidgen/model_kind.py)."""
+    if config.segments < 2:
+        return
+    if kind.image == CHANNELS:
+        raise ValueError(f"this model ({kind.name}) takes its first frame as input channels and cannot continue a "
+                         "clip; chain long videos with a clean-frame model (the embedded one, Wan 2.2 TI2V-5B)")
+    check_call(kind, None, None, video=True, clean_anchor=config.clean_anchor)
 
 
 def check_long_video_output(output: str | Path, overwrite: bool = False) -> Path:

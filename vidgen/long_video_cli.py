@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="denoising steps per segment")
     p.add_argument("--guidance", type=float)
     p.add_argument("--fps", type=float, help="frames per second of the output (default: the model's)")
+    p.add_argument("--clean-anchor", action="store_true",
+                   help="chain a text-to-video-only model anyway (experimental: it was never trained to continue)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished segment")
     p.add_argument("--state-dir", help="where the per-segment resume state lives (default: OUTPUT.state/)")
     p.add_argument("--drift-report", action="store_true",
@@ -93,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, fail) -> int:
     """The long-video command on parsed arguments; `fail(message)` reports a user error and exits."""
     from vidgen.cli_args import USER_ERRORS
-    from vidgen.long_video import LongVideoConfig, check_long_video_output, generate_long_video
+    from vidgen.long_video import (
+        LongVideoConfig, check_long_video_model, check_long_video_output, generate_long_video,
+    )
+    from vidgen.model_kind import folder_kind
     from vidgen.model_folder import read_model_folder
     from vidgen.request import GenerationRequest
 
@@ -103,9 +108,9 @@ def run(args: argparse.Namespace, fail) -> int:
                                  handover=args.handover, context_noise=args.context_noise,
                                  color_anchor=args.color_anchor, seed=args.seed, height=args.height,
                                  width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                                 fps=args.fps)
+                                 fps=args.fps, clean_anchor=args.clean_anchor)
         check_long_video_output(args.output, args.overwrite)
-        _, defaults = read_model_folder(args.model)  # no weights read yet (a repository id: its configs)
+        folder, defaults = read_model_folder(args.model)  # no weights read yet (a repository id: its configs)
         request = GenerationRequest.resolve(
             defaults, num_frames=args.frames, height=args.height, width=args.width, num_inference_steps=args.steps,
             guidance_scale=args.guidance, seed=args.seed, fps=args.fps, seeds_used=segments)
@@ -113,6 +118,7 @@ def run(args: argparse.Namespace, fail) -> int:
             from vidgen.conditioning import check_context_frames
 
             check_context_frames(args.context_frames, request.num_frames, request.num_frames)
+        check_long_video_model(folder_kind(folder, defaults), config)
         from vidgen.cli_args import memory_options
         from vidgen.device import check_device
         from vidgen.pipeline import VideoPipeline

@@ -52,16 +52,21 @@ def prepare_dit(dit: torch.nn.Module, options: MemoryOptions, compute_dtype: tor
 
 
 def enable_offload(options: MemoryOptions, text_model: torch.nn.Module, dit: torch.nn.Module,
-                   vae: torch.nn.Module, device: torch.device):
-    """The offload object of the chosen mode (None without offload); the components must be on the CPU."""
+                   vae: torch.nn.Module, device: torch.device, *, dit_2: torch.nn.Module | None = None,
+                   image_model: torch.nn.Module | None = None):
+    """The offload object of the chosen mode (None without offload); the components must be on the CPU. A second
+    expert (`dit_2`) is offloaded as the first; an image encoder as the text encoder."""
+    small = [m for m in (text_model, image_model) if m is not None]
+    dits = [m for m in (dit, dit_2) if m is not None]
     if options.offload == "model":
         from vidgen.offload import enable_model_offload
 
-        return enable_model_offload([text_model, dit, vae], device)
+        return enable_model_offload([*small, *dits, vae], device)
     if options.offload == "blocks":
-        from vidgen.offload import enable_block_offload
+        from vidgen.offload import Offloads, enable_block_offload
 
-        text_model.to(device)
-        vae.to(device)
-        return enable_block_offload(dit, device, options.resident_blocks)
+        for module in (*small, vae):
+            module.to(device)
+        parts = [enable_block_offload(m, device, options.resident_blocks) for m in dits]
+        return parts[0] if len(parts) == 1 else Offloads(parts)
     return None

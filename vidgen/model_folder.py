@@ -1,5 +1,6 @@
-"""What a model folder is: our saved pipeline, or a diffusers-format Wan 2.1 text-to-video folder. Checked cheaply,
-file by file, so a wrong folder fails with the name of the missing file before any weights are read.
+"""What a model folder is: our saved pipeline, or a diffusers-format Wan folder (`WanPipeline` or
+`WanImageToVideoPipeline`: Wan 2.1 T2V/I2V/FLF2V, Wan 2.2 TI2V-5B and A14B). Checked cheaply, file by file, so a
+wrong folder fails with the name of the missing file before any weights are read.
 
 A Hugging Face repository id ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") that is not a local path resolves to its snapshot in
 huggingface_hub's cache, downloaded there when missing and the hub can be reached: the configuration files alone
@@ -26,6 +27,14 @@ _COMPONENT_FILES = {
     "text_encoder": ("config.json",),
     "tokenizer": ("tokenizer_config.json",),
 }
+# Components a folder may have (a second expert; the CLIP image encoder of Wan 2.1 I2V / FLF2V): required when the
+# diffusers index lists them, or, in our folders, when their folder is there.
+OPTIONAL_FILES = {
+    "transformer_2": ("config.json",),
+    "image_encoder": ("config.json",),
+    "image_processor": ("preprocessor_config.json",),
+}
+PIPELINE_CLASSES = ("WanPipeline", "WanImageToVideoPipeline")
 
 
 def find_model_folder(folder: str | Path) -> tuple[Path, str]:
@@ -40,8 +49,9 @@ def find_model_folder(folder: str | Path) -> tuple[Path, str]:
         _check_diffusers_index(folder)
     else:
         raise FileNotFoundError(f"{str(folder)!r} is not a model folder: it has neither {OUR_CONFIG} (a vidgen "
-                                f"pipeline) nor {DIFFUSERS_INDEX} (a diffusers Wan 2.1 pipeline)")
+                                f"pipeline) nor {DIFFUSERS_INDEX} (a diffusers Wan pipeline)")
     required = dict(_COMPONENT_FILES)
+    required.update({sub: files for sub, files in OPTIONAL_FILES.items() if _has_component(folder, kind, sub)})
     if kind == "diffusers":
         required["scheduler"] = ("scheduler_config.json",)
     for sub, files in required.items():
@@ -51,15 +61,21 @@ def find_model_folder(folder: str | Path) -> tuple[Path, str]:
     return folder, kind
 
 
+def _has_component(folder: Path, kind: str, sub: str) -> bool:
+    if kind == "vidgen":
+        return (folder / sub).is_dir()
+    return (diffusers_index(folder).get(sub) or [None])[0] is not None
+
+
+def diffusers_index(folder: Path) -> dict:
+    return json.loads((folder / DIFFUSERS_INDEX).read_text())
+
+
 def _check_diffusers_index(folder: Path) -> None:
-    index = json.loads((folder / DIFFUSERS_INDEX).read_text())
-    name = index.get("_class_name")
-    if name != "WanPipeline":
-        raise ValueError(f"{str(folder)!r} holds a {name} (model_index.json); only Wan 2.1 text-to-video "
-                         "folders (WanPipeline) are supported")
-    if (index.get("transformer_2") or [None])[0] is not None or index.get("boundary_ratio") is not None:
-        raise ValueError(f"{str(folder)!r} is a two-expert Wan 2.2 pipeline; only Wan 2.1 (one transformer) "
-                         "is supported")
+    name = diffusers_index(folder).get("_class_name")
+    if name not in PIPELINE_CLASSES:
+        raise ValueError(f"{str(folder)!r} holds a {name} (model_index.json); supported are the Wan folders of "
+                         f"{' and '.join(PIPELINE_CLASSES)}")
 
 
 # diffusers scheduler class -> our sampler of the same method (the σ grid is always Wan's: docs/design.md)
@@ -70,13 +86,31 @@ SCHEDULER_SAMPLERS = {
 }
 
 
+# Schedulers that feed the DiT whole timesteps ⌊1000·σ⌋ (flow.to_timestep)
+INTEGER_TIMESTEP_SCHEDULERS = ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler")
+
+
 def read_diffusers_pipeline(folder: Path) -> dict:
     """Generation settings of a diffusers Wan folder from scheduler/scheduler_config.json: {"shift": its flow shift,
-    "sampler": our sampler of its scheduler's method (Euler for one we do not know)}."""
+    "sampler": our sampler of its scheduler's method (Euler for one we do not know), "integer_timesteps"}; and from
+    model_index.json, when it has them, "clean_frames" (expand_timesteps: TI2V) and "boundary_ratio" (two experts)."""
     sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     # UniPC/DPM schedulers name it flow_shift; FlowMatchEulerDiscreteScheduler names it shift.
     shift = sched.get("flow_shift", sched.get("shift", 1.0))
-    return {"shift": float(shift), "sampler": SCHEDULER_SAMPLERS.get(sched.get("_class_name"), "euler")}
+    name = sched.get("_class_name")
+    out = {"shift": float(shift), "sampler": SCHEDULER_SAMPLERS.get(name, "euler"),
+           "integer_timesteps": name in INTEGER_TIMESTEP_SCHEDULERS}
+    if (folder / DIFFUSERS_INDEX).is_file():
+        index = diffusers_index(folder)
+        out["clean_frames"] = bool(index.get("expand_timesteps", False))
+        if index.get("boundary_ratio") is not None:
+            out["boundary_ratio"] = float(index["boundary_ratio"])
+        if out["clean_frames"]:  # Wan 2.2 TI2V-5B: its own clip, 121 frames of 1280x704 at 24 fps
+            out.update(TI2V_DEFAULTS)
+    return out
+
+
+TI2V_DEFAULTS = {"num_frames": 121, "height": 704, "width": 1280, "fps": 24}
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name

@@ -212,6 +212,17 @@ def enable_block_offload(dit: nn.Module, device: str | torch.device, resident: i
     return BlockOffload(dit, _check_device(device), resident)
 
 
+class Offloads:
+    """Several offloads (one per expert of a two-expert model) undone together."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+
+    def remove(self) -> None:
+        for part in self.parts:
+            part.remove()
+
+
 def _weights(module: nn.Module) -> list[torch.Tensor]:
     return [*module.parameters(), *module.buffers()]
 

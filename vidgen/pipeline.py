@@ -3,6 +3,10 @@
 prompt → context (B, L, D_text) → sampler over the DiT's velocity from noise (B, C, F, h, w) → latents → streamed VAE
 decode → frames (B, T, H, W, 3) in [0, 1]. An image is the T = 1 case of the same path. Frame-to-video is the same
 loop with latent frame 0 held clean (σ = 0): conditioning is data (`samplers.CleanFrames`), never a second loop.
+Image-to-video models of the channel kind (Wan 2.1 I2V/FLF2V, Wan 2.2 I2V-A14B) get their image as data too: CLIP
+tokens beside the text and mask + latents as extra input channels (`velocity.TextContexts`); two-expert models
+(Wan 2.2 A14B) are one model function that picks its expert by σ (`velocity.switch_experts`). `pipe.kind` says which
+kind a loaded model is (vidgen/model_kind.py).
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
 from vidgen.files import atomic_folder
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.memory import MemoryOptions, enable_offload, prepare_dit
+from vidgen.frame_channels import frame_channels
+from vidgen.image_encoder import ImageEncoder
 from vidgen.model_folder import OUR_CONFIG, read_model_folder
+from vidgen.model_kind import CHANNELS, ModelKind, check_call, detect_kind
 from vidgen.pixels import image_size, image_to_tensor, to_unit
 from vidgen.request import GenerationRequest, Geometry, PipelineConfig
 from vidgen.samplers import StepInfo, get_sampler
 from vidgen.text import TextEncoder
-from vidgen.velocity import TextContexts, check_step_cache, guided_velocity
+from vidgen.velocity import TextContexts, check_step_cache, guided_velocity, switch_experts
 from vidgen.video_io import to_uint8
 
 __all__ = ["PipelineConfig", "PipelineOutput", "VideoPipeline", "read_model_folder"]
@@ -51,16 +58,28 @@ class PipelineOutput:
 
 class VideoPipeline:
     def __init__(self, dit: torch.nn.Module, vae: torch.nn.Module, text_encoder: TextEncoder,
-                 config: PipelineConfig = PipelineConfig(), *, execution_device: torch.device | None = None,
+                 config: PipelineConfig = PipelineConfig(), *, dit_2: torch.nn.Module | None = None,
+                 image_encoder: ImageEncoder | None = None, execution_device: torch.device | None = None,
                  offload=None):
-        """execution_device: where sampling runs when the components' own devices do not say (offload);
-        offload: the `vidgen.offload` object that moves weights in and out (`offload.remove()` undoes it)."""
+        """dit_2: the low-noise expert of a two-expert model (config.boundary_ratio set); image_encoder: the CLIP
+        tower of Wan 2.1 I2V/FLF2V. execution_device: where sampling runs when the components' own devices do not
+        say (offload); offload: the `vidgen.offload` object that moves weights in and out (`offload.remove()`)."""
         self.dit = dit
+        self.dit_2 = dit_2
         self.vae = vae
         self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
         self.config = config
         self.execution_device = execution_device
         self.offload = offload
+        if (dit_2 is None) != (config.boundary_ratio is None):
+            raise ValueError("a two-expert model needs both dit_2 and config.boundary_ratio (and a one-expert model "
+                             f"neither); got dit_2={'set' if dit_2 is not None else None}, "
+                             f"boundary_ratio={config.boundary_ratio}")
+        if (dit.config.image_dim is None) != (image_encoder is None):
+            raise ValueError(f"the DiT's image_dim is {dit.config.image_dim} but the image encoder is "
+                             f"{'given' if image_encoder is not None else 'missing'}: a DiT with image "
+                             "cross-attention needs one, and only such a DiT")
 
     # --- loading and saving -----------------------------------------------------------------------------------------
 
@@ -82,14 +101,24 @@ class VideoPipeline:
         check_weight_headers(folder)  # a broken file of any component fails before the first one loads
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         load = torch.device("cpu") if memory.load_device_is_cpu else device
-        dit = prepare_dit(DiT.from_pretrained(folder / "transformer", dtype=dtype, device=load), memory, dtype)
+
+        def load_dit(sub: str):
+            return prepare_dit(DiT.from_pretrained(folder / sub, dtype=dtype, device=load), memory, dtype)
+
+        dit = load_dit("transformer")
+        dit_2 = load_dit("transformer_2") if (folder / "transformer_2").is_dir() else None
         vae = CausalVAE.from_pretrained(folder / "vae", dtype=vae_dtype, device=load)
         with _loading_bars(progress):
             text = TextEncoder.from_pretrained(folder / "text_encoder", folder / "tokenizer", dtype=dtype,
                                                device=load, max_tokens=dit.config.text_len)
-        offload = enable_offload(memory, text.model, dit, vae, device)
-        return cls(dit, vae, text, config, execution_device=device if offload is not None else None,
-                   offload=offload)
+            image = None
+            if (folder / "image_encoder").is_dir():
+                image = ImageEncoder.from_pretrained(folder / "image_encoder", folder / "image_processor",
+                                                     dtype=dtype, device=load)
+        offload = enable_offload(memory, text.model, dit, vae, device, dit_2=dit_2,
+                                 image_model=None if image is None else image.model)
+        return cls(dit, vae, text, config, dit_2=dit_2, image_encoder=image,
+                   execution_device=device if offload is not None else None, offload=offload)
 
     def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Write the pipeline (vidgen_pipeline.json, transformer/, vae/, text_encoder/, tokenizer/) atomically."""
@@ -98,6 +127,10 @@ class VideoPipeline:
             raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it")
         with atomic_folder(folder) as tmp:
             self.dit.save_pretrained(tmp / "transformer")
+            if self.dit_2 is not None:
+                self.dit_2.save_pretrained(tmp / "transformer_2")
+            if self.image_encoder is not None:
+                self.image_encoder.save_pretrained(tmp / "image_encoder", tmp / "image_processor")
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder", tmp / "tokenizer")
             (tmp / OUR_CONFIG).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
@@ -108,7 +141,9 @@ class VideoPipeline:
         if self.offload is not None:
             raise ValueError("this pipeline offloads its weights (memory=MemoryOptions(offload=...)); call "
                              "pipe.offload.remove() before moving it")
-        self.dit.to(device=device, dtype=dtype)
+        for module in (self.dit, self.dit_2, self.image_encoder and self.image_encoder.model):
+            if module is not None:
+                module.to(device=device, dtype=dtype)
         self.text_encoder.to(device=device, dtype=dtype)
         self.vae.to(device=device)
         return self
@@ -121,6 +156,17 @@ class VideoPipeline:
     @property
     def geometry(self) -> Geometry:
         return Geometry.of(self.dit, self.vae)
+
+    @property
+    def model_kind(self) -> ModelKind:
+        """What this model is and which calls it serves (vidgen/model_kind.py)."""
+        return detect_kind(self.dit.config, self.config, self.dit_2 is not None)
+
+    @property
+    def kind(self) -> str:
+        """The model's kind by name: "vidgen", "wan2.1-t2v", "wan2.1-i2v", "wan2.1-flf2v", "wan2.2-ti2v",
+        "wan2.2-t2v-a14b" or "wan2.2-i2v-a14b"."""
+        return self.model_kind.name
 
     # --- pieces of a call -------------------------------------------------------------------------------------------
 
@@ -170,11 +216,16 @@ class VideoPipeline:
                  step_cache: StepCacheConfig | float | None = None,
                  anchor_first: bool | None = None, parallel=None, batch_guidance: bool = True,
                  generator: torch.Generator | None = None,
-                 callback_on_step_end: Callable[..., dict | None] | None = None) -> PipelineOutput:
+                 callback_on_step_end: Callable[..., dict | None] | None = None, last_image=None,
+                 guidance_scale_2: float | None = None, clean_anchor: bool = False) -> PipelineOutput:
         """Generate clips (or images, num_frames=1) from prompts; unset sizes and settings come from `self.config`.
 
-        latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame, held clean
-        through sampling. callback(StepInfo) runs after every step; its `i` counts the steps of the whole call.
+        latents: the starting noise (B·n, C, F, h, w) (then `seed` is unused). image: the first frame — held clean
+        through sampling (models trained so: `pipe.kind` "vidgen", "wan2.2-ti2v"), or shown to the DiT as mask +
+        latent channels and CLIP tokens (Wan's image-to-video models; `last_image`: the last frame too, for
+        first-last-frame models). Wan 2.1 text-to-video models refuse image= and video= unless clean_anchor=True.
+        guidance_scale_2: the low-noise expert's guidance (two-expert models; default guidance_scale).
+        callback(StepInfo) runs after every step; its `i` counts the steps of the whole call.
         Continuation (vidgen/conditioning.py): video= (frames with a leading time axis) → its last `context_frames`
         (1 + 4j, default 5) frames are re-encoded and held clean as the first latent frames of a window of
         `num_frames` (which counts them); only the num_frames − context_frames new frames are returned.
@@ -197,12 +248,16 @@ class VideoPipeline:
             raise ValueError("pass either image= (frame-to-video) or video= (continuation), not both")
         if video is not None:
             video = conditioning.video_to_frames(video)  # a list of frames, each in a form image= takes
+        mode = check_call(self.model_kind, image, last_image, video, clean_anchor)
         first = image if image is not None else (conditioning.video_frame(video, -1) if video is not None else None)
         request = self.resolve(
             num_frames=num_frames, height=height, width=width, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, shift=shift, sampler=sampler, seed=seed, negative_prompt=negative_prompt,
             anchor_first=anchor_first, output_type=output_type, num_videos_per_prompt=num_videos_per_prompt,
-            context_noise=context_noise, image_size=None if first is None else image_size(first))
+            context_noise=context_noise, guidance_scale_2=guidance_scale_2,
+            image_size=None if first is None else image_size(first))
+        if last_image is not None:
+            image_size(last_image)  # its form and values, before the work
         step_cache = as_step_cache(step_cache)
         check_step_cache(step_cache, parallel)
         context_frames = conditioning.check_context_args(
@@ -217,13 +272,16 @@ class VideoPipeline:
 
         texts = self._text_contexts(request, prompt, prompt_embeds, negative_prompt_embeds, num_prompts)
         noise = self._noise(request, shape, latents, generator)
-        if image is not None:
+        prefix = None
+        if mode == CHANNELS:
+            texts = self._image_conditions(texts, request, image, last_image, shape[0])
+        elif image is not None:
             prefix = self.encode_image(image, request.height, request.width)
         elif video is not None:
             prefix = conditioning.encode_video_context(self.vae, video, context_frames, request.height, request.width)
         else:
             prefix = context_latents  # clean latent frames (1 or B, C, F_c, h, w), or None
-        anchored = request.anchor_first and prefix is None and shape[2] > 1
+        anchored = request.anchor_first and prefix is None and mode is None and shape[2] > 1
         callbacks = _Callbacks(self, callback, callback_on_step_end)
         out, caches = self._denoise(request, noise, prefix, texts, anchored, parallel=parallel,
                                     batch_guidance=batch_guidance, step_cache=step_cache, callbacks=callbacks,
@@ -240,7 +298,7 @@ class VideoPipeline:
         n = request.num_videos_per_prompt
         cond = self._per_video(self.encode_prompt(prompt) if prompt_embeds is None else prompt_embeds, n)
         if not request.guided:
-            return TextContexts(cond)
+            return TextContexts(cond, integer_timesteps=self.config.integer_timesteps)
         if negative_prompt_embeds is None:
             negative = request.negative_prompt
             negative_prompt_embeds = self.encode_prompt([negative] * num_prompts if isinstance(negative, str)
@@ -249,7 +307,19 @@ class VideoPipeline:
         if uncond.shape != cond.shape:
             raise ValueError(f"negative prompt context {tuple(uncond.shape)} does not match the prompt "
                              f"context {tuple(cond.shape)}")
-        return TextContexts(cond, uncond)
+        return TextContexts(cond, uncond, integer_timesteps=self.config.integer_timesteps)
+
+    def _image_conditions(self, texts: TextContexts, request: GenerationRequest, image, last_image,
+                          batch: int) -> TextContexts:
+        """The contexts with a channel-kind model's image conditioning: mask + latents (B, T + C, F, h, w) as extra
+        input channels, and the image encoder's tokens (B, n·L, D_img) when the model has one."""
+        channels = frame_channels(self.vae, image, last_image, request.num_frames, request.height, request.width,
+                                  request.geometry.temporal).to(self.device)
+        tokens = None
+        if self.image_encoder is not None:
+            images = [image] if last_image is None else [image, last_image]
+            tokens = self.image_encoder(images).to(self.device, _dtype(self.dit)).expand(batch, -1, -1)
+        return dataclasses.replace(texts, image=tokens, channels=channels.expand(batch, -1, -1, -1, -1))
 
     def _per_video(self, embeds: torch.Tensor, n: int) -> torch.Tensor:
         """(P, L, D) prompt contexts → (P·n, L, D), each repeated for its n videos."""
@@ -281,11 +351,16 @@ class VideoPipeline:
         total = request.num_inference_steps * len(stages)
         caches: tuple[StepCache, ...] = ()
 
-        def trajectory():  # each sampling run gets its own step caches
+        def trajectory():  # each sampling run gets its own step caches (each expert its own)
             nonlocal caches
             model, new = guided_velocity(self.dit, texts, request.guidance_scale, parallel=parallel,
                                          batch_guidance=batch_guidance, step_cache=step_cache)
             caches += new
+            if self.dit_2 is not None:
+                low_noise, new = guided_velocity(self.dit_2, texts, request.guidance_scale_2, parallel=parallel,
+                                                 batch_guidance=batch_guidance, step_cache=step_cache)
+                caches += new
+                model = switch_experts(model, low_noise, self.config.boundary_ratio, texts.integer_timesteps)
             return model
 
         with tqdm(total=total, desc="denoise", unit="step", disable=not progress) as bar:

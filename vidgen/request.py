@@ -37,6 +37,14 @@ class PipelineConfig:
     # clean, as in frame-to-video. The shapes model moves the stated way more often so (docs/training_shapes.md).
     anchor_first: bool = False
     sampler: str = "euler"  # a diffusers folder's scheduler names its own (UniPC for Wan's)
+    # Wan's multistep schedulers (UniPC, DPM-Solver) feed the DiT whole timesteps t = ⌊1000·σ⌋ (at most 999); a
+    # folder whose scheduler does so keeps that, so its clips match the reference implementation's.
+    integer_timesteps: bool = False
+    # The model was trained to hold latent frames clean at t = 0 among noisy ones (per-frame timesteps): image=,
+    # video= and long videos use it. Wan 2.1 text-to-video was not (refused unless asked for: clean_anchor=True).
+    clean_frames: bool = True
+    # Two experts (Wan 2.2 A14B): `transformer` while t = 1000·σ >= boundary_ratio·1000, `transformer_2` after.
+    boundary_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class Geometry:
 
     @classmethod
     def of(cls, dit, vae) -> "Geometry":
-        return cls(dit.config.in_dim, vae.config.temporal_compression, vae.config.spatial_compression,
+        return cls(dit.config.out_dim, vae.config.temporal_compression, vae.config.spatial_compression,
                    dit.config.patch_size[1])
 
     def latent_frames(self, num_frames: int) -> int:
@@ -93,10 +101,12 @@ class GenerationRequest:
     num_videos_per_prompt: int = 1
     context_noise: float = 0.0
     geometry: Geometry = field(default_factory=Geometry)
+    guidance_scale_2: float | None = None  # the second expert's (two-expert models only)
 
     @property
     def guided(self) -> bool:
-        return self.guidance_scale > 1
+        """Whether any step is guided (and so needs the negative prompt's context)."""
+        return max(self.guidance_scale, self.guidance_scale_2 or 0.0) > 1
 
     def latent_shape(self, batch: int) -> tuple[int, int, int, int, int]:
         return self.geometry.latent_shape(batch, self.num_frames, self.height, self.width)
@@ -105,11 +115,15 @@ class GenerationRequest:
     def resolve(cls, defaults: PipelineConfig, geometry: Geometry = Geometry(), *, num_frames=None, height=None,
                 width=None, num_inference_steps=None, guidance_scale=None, shift=None, sampler=None, seed=None,
                 fps=None, negative_prompt=None, anchor_first=None, output_type="np", num_videos_per_prompt=1,
-                context_noise=0.0, image_size: tuple[int, int] | None = None, seeds_used: int = 1,
-                ) -> "GenerationRequest":
+                context_noise=0.0, guidance_scale_2=None, image_size: tuple[int, int] | None = None,
+                seeds_used: int = 1) -> "GenerationRequest":
         """A checked request: each unset (None) setting is the model's default. `image_size` (H, W) of a
         conditioning image fills a missing height/width (aspect ratio kept, rounded down to the size multiple);
-        `seeds_used` is how many consecutive seeds the call takes from `seed`. No seed: one is drawn."""
+        `seeds_used` is how many consecutive seeds the call takes from `seed`. No seed: one is drawn.
+        guidance_scale_2 (two-expert models): None is guidance_scale."""
+        if guidance_scale_2 is not None and defaults.boundary_ratio is None:
+            raise ValueError("guidance_scale_2 is the second expert's guidance; this model has one expert (no "
+                             "boundary_ratio), so pass guidance_scale only")
         pick = lambda value, default: default if value is None else value  # noqa: E731
         if image_size is not None and (height is None or width is None):
             height, width = _size_from_image(image_size, height, width, geometry.multiple)
@@ -126,7 +140,9 @@ class GenerationRequest:
             negative_prompt=_negative(pick(negative_prompt, defaults.negative_prompt)),
             anchor_first=bool(pick(anchor_first, defaults.anchor_first)), output_type=output_type,
             num_videos_per_prompt=_whole("num_videos_per_prompt", num_videos_per_prompt),
-            context_noise=_finite("context_noise", context_noise), geometry=geometry)
+            context_noise=_finite("context_noise", context_noise), geometry=geometry,
+            guidance_scale_2=None if defaults.boundary_ratio is None else _finite(
+                "guidance_scale_2", pick(guidance_scale_2, pick(guidance_scale, defaults.guidance_scale))))
         request.check()
         request.warn_if_large(defaults)
         return request
@@ -148,8 +164,9 @@ class GenerationRequest:
                                  f"patch {g.patch}×); try {lo} or {lo + g.multiple}")
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0 (1 or less disables guidance), got {self.guidance_scale}")
+        for name, scale in (("guidance_scale", self.guidance_scale), ("guidance_scale_2", self.guidance_scale_2)):
+            if scale is not None and scale < 0:
+                raise ValueError(f"{name} must be >= 0 (1 or less disables guidance), got {scale}")
         if self.shift <= 0:
             raise ValueError(f"shift must be > 0 (1 is no shift), got {self.shift}")
         if self.fps <= 0:

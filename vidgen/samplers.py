@@ -52,7 +52,7 @@ class CleanFrames:
 
     def sigma(self, sigma: float, x: torch.Tensor) -> torch.Tensor:
         """Per-frame σ (B, F): `sigma` on generated frames, 0 on clean ones."""
-        s = torch.full(self.mask.shape, sigma, dtype=torch.float32, device=x.device)
+        s = torch.full(self.mask.shape, sigma, dtype=torch.float64, device=x.device)
         return s.masked_fill(self.mask.to(x.device), 0.0)
 
 
@@ -86,9 +86,10 @@ def after_step(callback: Callable, info: StepInfo, x: torch.Tensor, clean: Clean
 
 
 def _model_sigma(sigma: float, x: torch.Tensor, clean: CleanFrames | None) -> torch.Tensor:
-    """σ as the model sees it: (B,) without clean frames, (B, F) with them."""
+    """σ as the model sees it: (B,) without clean frames, (B, F) with them; float64, so that the whole timesteps of
+    `flow.to_timestep(σ, integer=True)` are those of the schedule's own σ's."""
     if clean is None:
-        return torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
+        return torch.full((x.shape[0],), sigma, dtype=torch.float64, device=x.device)
     return clean.sigma(sigma, x)
 
 

@@ -19,17 +19,18 @@ from causal_vae.io import (
 _TORCH_NAMES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64"}
 
 
-def load_encoder(folder: Path, dtype: torch.dtype) -> torch.nn.Module:
-    """`AutoModelForTextEncoding` from `folder`, refusing weights that are unreadable, missing, mis-shaped, or integer
-    where the model holds floating-point numbers."""
+def load_encoder(folder: Path, dtype: torch.dtype, model_class=None) -> torch.nn.Module:
+    """`AutoModelForTextEncoding` (or `model_class`, a transformers model class) from `folder`, refusing weights that
+    are unreadable, missing, mis-shaped, or integer where the model holds floating-point numbers."""
     from transformers import AutoModelForTextEncoding
     from transformers.utils import logging as hf_logging
 
+    model_class = model_class or AutoModelForTextEncoding
     if (folder / "config.json").is_file():
         read_json(folder / "config.json")  # a cut config.json is named here, not as transformers' OSError
     files = safetensors_files(folder)
     if folder.is_dir() and not files and not any(folder.glob("*.bin")):
-        raise FileNotFoundError(f"no text encoder weights in {folder}: expected model.safetensors (or the shards a "
+        raise FileNotFoundError(f"no encoder weights in {folder}: expected model.safetensors (or the shards a "
                                 "model.safetensors.index.json names)")
     not_float: dict[str, str] = {}  # checkpoint key -> its dtype, from the headers ("I64", "BOOL", ...)
     for file in files:
@@ -45,7 +46,7 @@ def load_encoder(folder: Path, dtype: torch.dtype) -> torch.nn.Module:
     hf_logging.set_verbosity_error()  # its load report would precede the error below, which says the same in one line
     try:
         # ignore_mismatched_sizes: mismatches come back in the loading info instead of as a RuntimeError
-        model, info = AutoModelForTextEncoding.from_pretrained(str(folder), dtype=dtype, output_loading_info=True,
+        model, info = model_class.from_pretrained(str(folder), dtype=dtype, output_loading_info=True,
                                                                ignore_mismatched_sizes=True)
     finally:
         hf_logging.set_verbosity(level)

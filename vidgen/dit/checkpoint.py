@@ -76,7 +76,27 @@ def read_config(folder: Path) -> tuple[str, DiTConfig]:
     if fmt == "vidgen":
         fields = {k: v for k, v in raw.items() if not k.startswith("_")}
         return fmt, from_dict(DiTConfig, fields, where=str(folder / CONFIG_FILE))
+    if fmt == "wan":  # whether an original checkpoint has the CLIP branch shows in its weights, not its config
+        return fmt, convert_wan.config_to_ours(raw, _image_branch_shapes(folder))
     return fmt, FOREIGN_FORMATS[fmt].config_to_ours(raw)
+
+
+def _image_branch_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes of an original Wan checkpoint's image-branch tensors, read from the safetensors headers (cheap)."""
+    wanted = (convert_wan.IMAGE_NORM, convert_wan.IMAGE_POSITION)
+    shapes = {}
+    for file in safetensors_files(folder):
+        check_safetensors(file)
+        with safe_open(file, "pt") as f:
+            for key in f.keys():
+                name = _strip(key, convert_wan.KEY_PREFIXES)
+                if name in wanted:
+                    shapes[name] = tuple(f.get_slice(key).get_shape())
+    return shapes
+
+
+def _strip(key: str, prefixes: tuple[str, ...]) -> str:
+    return next((key[len(p):] for p in prefixes if key.startswith(p)), key)
 
 
 def key_table(fmt: str, config: DiTConfig, model: nn.Module) -> dict[str, tuple[str, ...]]:

@@ -29,6 +29,16 @@ GLOBAL = {
     "head.modulation": ("scale_shift_table",),
     "head.proj.weight": ("proj_out.weight",),
     "head.proj.bias": ("proj_out.bias",),
+    # image-conditioned models (Wan 2.1 I2V / FLF2V) only
+    "image_embedding.norm_in.weight": ("condition_embedder.image_embedder.norm1.weight",),
+    "image_embedding.norm_in.bias": ("condition_embedder.image_embedder.norm1.bias",),
+    "image_embedding.fc1.weight": ("condition_embedder.image_embedder.ff.net.0.proj.weight",),
+    "image_embedding.fc1.bias": ("condition_embedder.image_embedder.ff.net.0.proj.bias",),
+    "image_embedding.fc2.weight": ("condition_embedder.image_embedder.ff.net.2.weight",),
+    "image_embedding.fc2.bias": ("condition_embedder.image_embedder.ff.net.2.bias",),
+    "image_embedding.norm_out.weight": ("condition_embedder.image_embedder.norm2.weight",),
+    "image_embedding.norm_out.bias": ("condition_embedder.image_embedder.norm2.bias",),
+    "image_embedding.position": ("condition_embedder.image_embedder.pos_embed",),
 }
 
 BLOCK = {  # inside blocks.{i}. on both sides (checkpoint.key_table repeats them for every block)
@@ -48,6 +58,9 @@ BLOCK = {  # inside blocks.{i}. on both sides (checkpoint.key_table repeats them
     "cross_attn.norm_k.weight": ("attn2.norm_k.weight",),
     "cross_attn.out.weight": ("attn2.to_out.0.weight",),
     "cross_attn.out.bias": ("attn2.to_out.0.bias",),
+    "cross_attn.kv_img.weight": ("attn2.add_k_proj.weight", "attn2.add_v_proj.weight"),
+    "cross_attn.kv_img.bias": ("attn2.add_k_proj.bias", "attn2.add_v_proj.bias"),
+    "cross_attn.norm_k_img.weight": ("attn2.norm_added_k.weight",),
     "ffn.fc1.weight": ("ffn.net.0.proj.weight",),
     "ffn.fc1.bias": ("ffn.net.0.proj.bias",),
     "ffn.fc2.weight": ("ffn.net.2.weight",),
@@ -61,14 +74,15 @@ def is_this_format(raw: dict[str, Any]) -> bool:
 
 
 def config_to_ours(raw: dict[str, Any]) -> DiTConfig:
-    if raw.get("image_dim") is not None or raw.get("added_kv_proj_dim") is not None:
-        raise ValueError(
-            "this WanTransformer3DModel is image-conditioned (image_dim/added_kv_proj_dim set); only text-to-video "
-            "Wan 2.1 models are supported"
-        )
+    heads = raw.get("num_attention_heads", 40)
+    dim = heads * raw.get("attention_head_dim", 128)
+    image_dim, added = raw.get("image_dim"), raw.get("added_kv_proj_dim")
+    if (image_dim is None) != (added is None) or added not in (None, dim):
+        raise ValueError(f"WanTransformer3DModel with image_dim={image_dim} and added_kv_proj_dim={added}: image "
+                         f"cross-attention needs both, the latter equal to the model width {dim}")
     heads = raw.get("num_attention_heads", 40)
     return DiTConfig(
-        dim=heads * raw.get("attention_head_dim", 128),
+        dim=dim,
         ffn_dim=raw.get("ffn_dim", 13824),
         num_heads=heads,
         num_layers=raw.get("num_layers", 40),
@@ -80,6 +94,8 @@ def config_to_ours(raw: dict[str, Any]) -> DiTConfig:
         eps=raw.get("eps", 1e-6),
         qk_norm=True,  # diffusers' WanAttention always applies its q/k RMS norms, whatever `qk_norm` says
         cross_attn_norm=raw.get("cross_attn_norm", True),
+        image_dim=image_dim,
+        image_tokens=raw.get("pos_embed_seq_len"),
     )
 
 
@@ -100,8 +116,8 @@ def config_from_ours(config: DiTConfig) -> dict[str, Any]:
         "cross_attn_norm": config.cross_attn_norm,
         "qk_norm": "rms_norm_across_heads",
         "eps": config.eps,
-        "image_dim": None,
-        "added_kv_proj_dim": None,
+        "image_dim": config.image_dim,
+        "added_kv_proj_dim": None if config.image_dim is None else config.dim,
         "rope_max_seq_len": 1024,
-        "pos_embed_seq_len": None,
+        "pos_embed_seq_len": config.image_tokens,
     }

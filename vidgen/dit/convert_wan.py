@@ -1,4 +1,4 @@
-"""Original Wan 2.1 (`WanModel` of the Wan repository) <-> vidgen DiT: config keys and a table of state-dict names.
+"""Original Wan 2.1 / 2.2 (`WanModel` of the Wan repositories) <-> vidgen DiT: config keys and a table of state-dict names.
 
 Table rows read `our name: (their names...)`; several names are concatenated along dim 0 in that order. Note Wan's
 `norm3` is the cross-attention norm (its `norm2`, before the feed-forward, has no parameters).
@@ -28,6 +28,16 @@ GLOBAL = {
     "head.modulation": ("head.modulation",),
     "head.proj.weight": ("head.head.weight",),
     "head.proj.bias": ("head.head.bias",),
+    # Wan 2.1 I2V / FLF2V: the CLIP-token projection (a Sequential: LayerNorm, Linear, GELU, Linear, LayerNorm)
+    "image_embedding.norm_in.weight": ("img_emb.proj.0.weight",),
+    "image_embedding.norm_in.bias": ("img_emb.proj.0.bias",),
+    "image_embedding.fc1.weight": ("img_emb.proj.1.weight",),
+    "image_embedding.fc1.bias": ("img_emb.proj.1.bias",),
+    "image_embedding.fc2.weight": ("img_emb.proj.3.weight",),
+    "image_embedding.fc2.bias": ("img_emb.proj.3.bias",),
+    "image_embedding.norm_out.weight": ("img_emb.proj.4.weight",),
+    "image_embedding.norm_out.bias": ("img_emb.proj.4.bias",),
+    "image_embedding.position": ("img_emb.emb_pos",),
 }
 
 BLOCK = {  # inside blocks.{i}. on both sides (checkpoint.key_table repeats them for every block)
@@ -47,6 +57,9 @@ BLOCK = {  # inside blocks.{i}. on both sides (checkpoint.key_table repeats them
     "cross_attn.norm_k.weight": ("cross_attn.norm_k.weight",),
     "cross_attn.out.weight": ("cross_attn.o.weight",),
     "cross_attn.out.bias": ("cross_attn.o.bias",),
+    "cross_attn.kv_img.weight": ("cross_attn.k_img.weight", "cross_attn.v_img.weight"),
+    "cross_attn.kv_img.bias": ("cross_attn.k_img.bias", "cross_attn.v_img.bias"),
+    "cross_attn.norm_k_img.weight": ("cross_attn.norm_k_img.weight",),
     "ffn.fc1.weight": ("ffn.0.weight",),
     "ffn.fc1.bias": ("ffn.0.bias",),
     "ffn.fc2.weight": ("ffn.2.weight",),
@@ -59,12 +72,22 @@ def is_this_format(raw: dict[str, Any]) -> bool:
     return "dim" in raw and "num_heads" in raw
 
 
-def config_to_ours(raw: dict[str, Any]) -> DiTConfig:
+# Wan 2.1's "i2v"/"flf2v" models attend to CLIP tokens; Wan 2.2's image-to-video experts name themselves "i2v" too but
+# have no CLIP branch, and the configs give neither the tokens' width nor the position table's length: all three are
+# read from the weights' shapes (`shapes`, from the safetensors headers).
+MODEL_TYPES = ("t2v", "i2v", "flf2v", "ti2v")
+IMAGE_NORM, IMAGE_POSITION = "img_emb.proj.0.weight", "img_emb.emb_pos"
+
+
+def config_to_ours(raw: dict[str, Any], shapes: dict[str, tuple[int, ...]] | None = None) -> DiTConfig:
+    """`shapes`: tensor name -> shape of the checkpoint's image-branch tensors (absent: no CLIP branch)."""
+    shapes = shapes or {}
     model_type = raw.get("model_type", "t2v")
-    if model_type != "t2v":
-        raise ValueError(f"Wan model_type {model_type!r} is not supported; only text-to-video ('t2v') models load")
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"Wan model_type {model_type!r} is not supported; expected one of {MODEL_TYPES}")
     if tuple(raw.get("window_size", (-1, -1))) != (-1, -1):
         raise ValueError(f"Wan window_size {raw['window_size']} (local attention) is not supported; expected [-1, -1]")
+    image = model_type in ("i2v", "flf2v") and IMAGE_NORM in shapes
     return DiTConfig(
         dim=raw["dim"],
         ffn_dim=raw["ffn_dim"],
@@ -79,13 +102,15 @@ def config_to_ours(raw: dict[str, Any]) -> DiTConfig:
         qk_norm=raw.get("qk_norm", True),
         cross_attn_norm=raw.get("cross_attn_norm", True),
         text_len=raw.get("text_len", 512),
+        image_dim=shapes[IMAGE_NORM][0] if image else None,
+        image_tokens=shapes[IMAGE_POSITION][1] if image and IMAGE_POSITION in shapes else None,
     )
 
 
 def config_from_ours(config: DiTConfig) -> dict[str, Any]:
     return {
         "_class_name": "WanModel",
-        "model_type": "t2v",
+        "model_type": _model_type(config),
         "patch_size": list(config.patch_size),
         "text_len": config.text_len,
         "in_dim": config.in_dim,
@@ -101,3 +126,9 @@ def config_from_ours(config: DiTConfig) -> dict[str, Any]:
         "cross_attn_norm": config.cross_attn_norm,
         "eps": config.eps,
     }
+
+
+def _model_type(config: DiTConfig) -> str:
+    if config.image_dim is not None:
+        return "flf2v" if config.image_tokens else "i2v"
+    return "t2v" if config.in_dim == config.out_dim else "i2v"

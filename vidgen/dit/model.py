@@ -26,6 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vidgen.dit.checkpoint import load_dit, save_dit
 from vidgen.dit.config import DiTConfig
+from vidgen.dit.image import ImageEmbedding, check_image_context
 from vidgen.dit.step_cache import StepCache
 from vidgen.dit.text_rows import compact_text, compact_texts
 from vidgen.parallel.context import ParallelContext
@@ -160,7 +161,10 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
+    """Attention to the text context; with `image` (Wan 2.1 I2V) also to image tokens, with their own keys and values
+    and the same query, the two results summed before the output projection."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float, image: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.q = Linear(dim, dim)
@@ -168,15 +172,26 @@ class CrossAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.out = Linear(dim, dim)
+        if image:
+            self.kv_img = Linear(dim, 2 * dim)
+            self.norm_k_img = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        """x `(B, S, D)`, context `(B, L, D)` (already embedded; L counts kept rows, see layout.context_repeats)
-        -> `(B, S, D)`."""
+    def _heads(self, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return rearrange(z.to(dtype), "b s (h d) -> b s h d", h=self.num_heads)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, layout: TokenLayout,
+                image: torch.Tensor | None = None) -> torch.Tensor:
+        """x `(B, S, D)`, context `(B, L, D)` (already embedded; L counts kept rows, see layout.context_repeats),
+        image `(B, L_img, D)` embedded image tokens or None -> `(B, S, D)`."""
         q = self.norm_q(self.q(x))
         k, v = self.kv(context).chunk(2, dim=-1)
         k = self.norm_k(k)
-        q, k, v = (rearrange(z.to(v.dtype), "b s (h d) -> b s h d", h=self.num_heads) for z in (q, k, v))
+        q, k, v = (self._heads(z, v.dtype) for z in (q, k, v))
         out = _attend(q, k, v, layout.cu_seqlens, layout.cu_seqlens_context, layout.context_repeats)
+        if image is not None:
+            k_img, v_img = self.kv_img(image).chunk(2, dim=-1)
+            k_img, v_img = self._heads(self.norm_k_img(k_img), v.dtype), self._heads(v_img, v.dtype)
+            out = out + attention(q, k_img, v_img)
         return self.out(rearrange(out, "b s h d -> b s (h d)"))
 
 
@@ -188,7 +203,7 @@ class DiTBlock(nn.Module):
         self.eps = c.eps
         self.self_attn = SelfAttention(c.dim, c.num_heads, c.qk_norm, c.eps)
         self.cross_norm = nn.LayerNorm(c.dim, eps=c.eps) if c.cross_attn_norm else nn.Identity()
-        self.cross_attn = CrossAttention(c.dim, c.num_heads, c.qk_norm, c.eps)
+        self.cross_attn = CrossAttention(c.dim, c.num_heads, c.qk_norm, c.eps, image=c.image_dim is not None)
         self.ffn = MLP(c.dim, c.ffn_dim, c.dim, nn.GELU(approximate="tanh"))
         # Per-block learned offsets of (shift, scale, gate) x (attention, feed-forward), added to the time modulation.
         self.modulation = nn.Parameter(torch.randn(1, 6, c.dim) / c.dim**0.5)
@@ -200,14 +215,16 @@ class DiTBlock(nn.Module):
         context: torch.Tensor,
         rope: torch.Tensor,
         layout: TokenLayout,
+        image: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x `(B, S, D)`, time_mod `(B, G, 6, D)` fp32, context `(B, L, D)`, rope `(S, Dh/2)` complex -> `(B, S, D)`."""
+        """x `(B, S, D)`, time_mod `(B, G, 6, D)` fp32, context `(B, L, D)`, rope `(S, Dh/2)` complex, image tokens
+        `(B, L_img, D)` or None -> `(B, S, D)`."""
         mod = (self.modulation.float() + time_mod).to(x.dtype)  # (B, G, 6, D)
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = mod.unbind(2)  # each (B, G, D)
         width = x.shape[-1:]
         h = layout.modulate(F.layer_norm(x, width, eps=self.eps), shift_a, scale_a)
         x = layout.gated_add(x, self.self_attn(h, rope, layout), gate_a)
-        x = x + self.cross_attn(self.cross_norm(x), context, layout)
+        x = x + self.cross_attn(self.cross_norm(x), context, layout, image)
         h = layout.modulate(F.layer_norm(x, width, eps=self.eps), shift_f, scale_f)
         return layout.gated_add(x, self.ffn(h), gate_f)
 
@@ -245,6 +262,7 @@ class DiT(nn.Module):
         self.text_embedding = MLP(c.text_dim, c.dim, c.dim, nn.GELU(approximate="tanh"))
         self.time_embedding = MLP(c.freq_dim, c.dim, c.dim, nn.SiLU())
         self.time_modulation = Linear(c.dim, 6 * c.dim)  # applied to SiLU(time embedding)
+        self.image_embedding = ImageEmbedding(c) if c.image_dim is not None else None
         self.blocks = nn.ModuleList(DiTBlock(c) for _ in range(c.num_layers))
         self.head = Head(c)
         self.gradient_checkpointing = False  # recompute each block in backward instead of storing its activations
@@ -284,34 +302,38 @@ class DiT(nn.Module):
         """Complex rotations `(f·h·w, Dh/2)` of the 3D RoPE over a token grid."""
         return rope_rotation(rope_angles(self.config.head_dim, grid, self.config.rope_theta, device=device))
 
-    def run_blocks(self, x, time_mod, context, rope, layout: TokenLayout, step_cache: StepCache | None = None):
-        """The block loop, x `(B, S, D)` -> `(B, S, D)`.
+    def run_blocks(self, x, time_mod, context, rope, layout: TokenLayout, step_cache: StepCache | None = None,
+                   image: torch.Tensor | None = None):
+        """The block loop, x `(B, S, D)` -> `(B, S, D)`; image: embedded image tokens `(B, L_img, D)` or None.
 
         With a `step_cache`, blocks 2..N may be replaced by their residual from an earlier step (see step_cache.py)."""
+        args = (time_mod, context, rope, layout, image)
         if step_cache is not None:
-            h = self.blocks[0](x, time_mod, context, rope, layout)
+            h = self.blocks[0](x, *args)
             first = h - x  # (B, S, D)
             rest = step_cache.lookup(first)
             if rest is not None:
                 return h + rest
-            x = self._run(self.blocks[1:], h, time_mod, context, rope, layout)
+            x = self._run(self.blocks[1:], h, args)
             step_cache.store(first, x - h)
             return x
-        return self._run(self.blocks, x, time_mod, context, rope, layout)
+        return self._run(self.blocks, x, args)
 
-    def _run(self, blocks, x, time_mod, context, rope, layout):
+    def _run(self, blocks, x, args):
         for block in blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, time_mod, context, rope, layout, use_reentrant=False)
+                x = checkpoint(block, x, *args, use_reentrant=False)
             else:
-                x = block(x, time_mod, context, rope, layout)
+                x = block(x, *args)
         return x
 
     # ---- forward ---------------------------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, parallel: ParallelContext | None = None,
-                step_cache: StepCache | None = None) -> torch.Tensor:
+                step_cache: StepCache | None = None, image_context: torch.Tensor | None = None) -> torch.Tensor:
         """x `(B, C_in, F, h, w)`, t `(B,)` or `(B, F)`, context `(B, L, text_dim)` -> `(B, C_out, F, h, w)`.
+
+        `image_context`: image-encoder tokens `(B, L_img, image_dim)`, for models with image cross-attention only.
 
         `parallel`: a `vidgen.parallel.ParallelContext`; with a sequence-parallel group each rank runs the blocks on
         its shard of the tokens (every rank passes the same inputs and gets the same full output).
@@ -322,6 +344,7 @@ class DiT(nn.Module):
                 raise NotImplementedError("step caching is not supported with sequence parallelism; drop step_cache")
             attend = sequence_attention(parallel.sp_attention, self.config.num_heads, parallel.sp_size)
         t = self.check_inputs(x, t, context)
+        check_image_context(self.config, image_context, x.shape[0])
         grid = self.token_grid(x)
         tokens = self.embed_patches(x)  # (B, S, D)
         t = timestep_groups(t)  # (B, G): G = 1 (scalar) or F (per frame)
@@ -337,7 +360,8 @@ class DiT(nn.Module):
             tokens, rope = shard.take(tokens), shard.take(rope, 0)  # (B, n, D), (n, Dh/2)
             e, time_mod = e[:, g0:g1], time_mod[:, g0:g1]  # (B, G', D), (B, G', 6, D)
         context = self.text_embedding(context)  # (B, L', D)
-        tokens = self.run_blocks(tokens, time_mod, context, rope, layout, step_cache)
+        image = None if image_context is None else self.image_embedding(image_context)  # (B, L_img, D)
+        tokens = self.run_blocks(tokens, time_mod, context, rope, layout, step_cache, image)
         out = self.head(tokens, e, layout)  # (B, S, pt·ph·pw·C_out); sharded: this rank's (B, n, ...)
         if sharded:
             out = shard.gather(out, parallel.sp_group)  # every rank's (B, n, ...) -> (B, S, ...)
@@ -351,6 +375,8 @@ class DiT(nn.Module):
         xs[i] `(C_in, F_i, h_i, w_i)`, ts[i] scalar or `(F_i,)`, contexts[i] `(L_i, text_dim)` -> list of
         `(C_out, F_i, h_i, w_i)`.
         """
+        if self.config.image_dim is not None:
+            raise ValueError("forward_packed does not take image tokens; run image-conditioned models with forward")
         if not (len(xs) == len(ts) == len(contexts)) or not xs:
             raise ValueError(
                 f"forward_packed needs equally long non-empty lists, got {len(xs)}, {len(ts)}, {len(contexts)} items"

@@ -80,7 +80,8 @@ def generate(args: argparse.Namespace, argv: list[str]) -> int:
     kwargs = dict(num_frames=r.num_frames, height=r.height, width=r.width, num_inference_steps=r.num_inference_steps,
                   guidance_scale=r.guidance_scale, shift=r.shift, sampler=r.sampler,
                   negative_prompt=r.negative_prompt, anchor_first=r.anchor_first, image=call.image,
-                  step_cache=call.step_cache)
+                  step_cache=call.step_cache, last_image=call.last_image, guidance_scale_2=r.guidance_scale_2,
+                  clean_anchor=args.clean_anchor)
     written = generate_many(pipe, prompts, targets, parallel, seed=seed, overwrite=args.overwrite, fps=r.fps,
                             progress=progress, **kwargs)
     for path in written:

@@ -60,8 +60,9 @@ def latent_grid(frames: int, height: int, width: int, temporal: int = 4, spatial
 
 
 def rank_costs(config, grid: tuple[int, int, int], ranks: int, bytes_per_value: int = 2,
-               params: int | None = None) -> RankCost:
-    """Per-rank sizes (bytes) and traffic (bytes sent by one rank) of one forward over latent `grid` on `ranks`."""
+               params: int | None = None, image_len: int = 0) -> RankCost:
+    """Per-rank sizes (bytes) and traffic (bytes sent by one rank) of one forward over latent `grid` on `ranks`;
+    `image_len`: image tokens each block's cross-attention also attends to (Wan 2.1 I2V: 257 CLIP tokens)."""
     pt, ph, pw = config.patch_size
     f, h, w = grid
     s = (f // pt) * (h // ph) * (w // pw)
@@ -81,8 +82,9 @@ def rank_costs(config, grid: tuple[int, int, int], ranks: int, bytes_per_value: 
         ulysses_sent_per_forward=layers * 4 * n * d * b * leave + final_gather,
         gather_kv_sent_per_forward=layers * 2 * (ranks - 1) * n * d * b + final_gather,
         ulysses_possible=heads % ranks == 0,
-        # matmuls: 2 FLOPs per weight per token; attention: q·kᵀ and p·v, 2·S·D each per query; text cross-attention
-        flops_per_rank=2 * params * n + layers * 4 * n * (s + config.text_len) * d,
+        # matmuls: 2 FLOPs per weight per token; attention: q·kᵀ and p·v, 2·S·D each per query; cross-attention to
+        # the text (and image) tokens
+        flops_per_rank=2 * params * n + layers * 4 * n * (s + config.text_len + image_len) * d,
     )  # fmt: skip
 
 
