@@ -46,13 +46,14 @@ class WeightsError(ValueError):
 
 
 def load_vae(cls, path: str | Path, config: VAEConfig | None = None):
-    """Build `cls` (CausalVAE) from `path`; `config` is needed only for an original .pth of a non-Wan-2.1 shape."""
+    """Build `cls` (CausalVAE) from `path`; `config` is needed only for an original .pth of neither Wan 2.1's nor
+    Wan 2.2's shape."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no VAE at {path}: expected a folder (ours or diffusers AutoencoderKLWan) or a .pth file")
     if path.is_file():
         if path.suffix not in (".pth", ".pt", ".ckpt"):
-            raise ValueError(f"{path}: expected a folder, or an original Wan 2.1 VAE checkpoint (.pth)")
+            raise ValueError(f"{path}: expected a folder, or an original Wan VAE checkpoint (.pth)")
         sd = _torch_load(path)
         if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
             sd = sd["state_dict"]
@@ -158,19 +159,25 @@ def _torch_load(path: Path) -> Any:
                                  f"{detail}); {FIX}") from e
 
 
+# The original checkpoints we recognise without a config, told apart by their first convolution's weight shape.
+ORIGINAL_PRESETS = ("wan2.1", "wan2.2")
+
+
 def _guess_original_config(sd: Mapping[str, torch.Tensor], path: Path) -> VAEConfig:
-    cfg = PRESETS["wan2.1"]
     w = sd.get("encoder.conv1.weight")
     if w is None:
         raise WeightsError(
             path, f"{path}: not an original Wan VAE checkpoint (no 'encoder.conv1.weight'; found e.g. {sorted(sd)[:5]})"
         )
-    if w.shape[0] != cfg.base_dim:
-        raise WeightsError(
-            path, f"{path}: base_dim {w.shape[0]} differs from Wan 2.1's {cfg.base_dim}; pass config=VAEConfig(...) "
-                  "to load it"
-        )
-    return cfg
+    for name in ORIGINAL_PRESETS:
+        cfg = PRESETS[name]
+        if tuple(w.shape[:2]) == (cfg.base_dim, cfg.pixel_channels):
+            return cfg
+    known = ", ".join(f"{n}: {(PRESETS[n].base_dim, PRESETS[n].pixel_channels)}" for n in ORIGINAL_PRESETS)
+    raise WeightsError(
+        path, f"{path}: encoder.conv1.weight has (out, in) channels {tuple(w.shape[:2])}, none of the known "
+              f"checkpoints' ({known}); pass config=VAEConfig(...) to load it"
+    )
 
 
 def _load_checked(model: torch.nn.Module, sd: Mapping[str, Any], source: Path) -> None:

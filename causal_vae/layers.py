@@ -196,15 +196,17 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Double H and W (nearest, 3×3 conv to `dim // 2` channels); with `temporal`, double time after the first frame.
+    """Double H and W (nearest, 3×3 conv to `out_dim` channels, `dim // 2` unless given); with `temporal`, double time
+    after the first frame.
 
-    (B, C, t, H, W) -> (B, C/2, t', 2H, 2W). In time, frame 0 stays one frame; every later frame becomes two, made by
-    a causal 3-tap conv to 2C channels over the frames after frame 0 (zeros before frame 1), so 1 + k -> 1 + 2k.
+    (B, C, t, H, W) -> (B, out_dim, t', 2H, 2W). In time, frame 0 stays one frame; every later frame becomes two, made
+    by a causal 3-tap conv to 2C channels over the frames after frame 0 (zeros before frame 1), so 1 + k -> 1 + 2k.
     """
 
-    def __init__(self, dim: int, temporal: bool):
+    def __init__(self, dim: int, temporal: bool, out_dim: int | None = None):
         super().__init__()
-        self.resample = nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest-exact"), nn.Conv2d(dim, dim // 2, 3, padding=1))
+        out_dim = dim // 2 if out_dim is None else out_dim
+        self.resample = nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest-exact"), nn.Conv2d(dim, out_dim, 3, padding=1))
         self.temporal = temporal
         if temporal:
             self.time_conv = CausalConv3d(dim, dim * 2, (3, 1, 1))

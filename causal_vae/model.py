@@ -1,8 +1,10 @@
-"""CausalVAE: Wan 2.1's causal 3D VAE with a first-frame anchor, streaming encode/decode and an explicit temporal cache.
+"""CausalVAE: Wan's causal 3D VAE (2.1, and 2.2 with `residual`/`patch_size`) with a first-frame anchor, streaming
+encode/decode and an explicit temporal cache.
 
-Pixel video (B, 3, 1+4k, H, W) in [-1, 1]  <->  latent (B, z_dim, 1+k, H/8, W/8), normalised by the latent mean/std.
-Encoding runs frame 0 alone, then groups of 4 frames; decoding runs one latent frame at a time. Every layer is causal
-in time, so each step needs only the cache of the previous ones, and a stream of any length runs in bounded memory.
+Pixel video (B, 3, 1+4k, H, W) in [-1, 1]  <->  latent (B, z_dim, 1+k, H/s, W/s), normalised by the latent mean/std,
+s = `config.spatial_compression` (8 for Wan 2.1, 16 for Wan 2.2). Encoding runs frame 0 alone, then groups of 4
+frames; decoding runs one latent frame at a time. Every layer is causal in time, so each step needs only the cache of
+the previous ones, and a stream of any length runs in bounded memory.
 """
 
 from __future__ import annotations
@@ -16,17 +18,24 @@ from torch import nn
 from causal_vae.cache import TemporalCache, assign_slots
 from causal_vae.config import VAEConfig
 from causal_vae.layers import CausalConv3d, Downsample, MidBlock, ResidualBlock, RMSNorm, States, Upsample
+from causal_vae.residual import ResidualDownBlock, ResidualUpBlock, patchify, unpatchify
 
 
 class Encoder(nn.Module):
-    """(B, 3, t, H, W) -> (B, 2·z_dim, t', H/8, W/8): pixels to posterior moments, before `quant_conv`."""
+    """(B, 3·p², t, H, W) -> (B, 2·z_dim, t', H/8, W/8): (patched) pixels to posterior moments, before `quant_conv`."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         dims = [cfg.base_dim * m for m in (1, *cfg.dim_mult)]
-        self.conv_in = CausalConv3d(cfg.in_channels, dims[0], 3)
+        self.conv_in = CausalConv3d(cfg.pixel_channels, dims[0], 3)
         blocks: list[nn.Module] = []
         for level, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
+            if cfg.residual:  # one block per level (Wan 2.2)
+                down = None
+                if level < len(cfg.dim_mult) - 1:
+                    down = "3d" if cfg.temporal_downsample[level] else "2d"
+                blocks.append(ResidualDownBlock(in_dim, out_dim, cfg, down))
+                continue
             for _ in range(cfg.num_res_blocks):
                 blocks.append(ResidualBlock(in_dim, out_dim, cfg.dropout))
                 in_dim = out_dim
@@ -62,7 +71,7 @@ class UpBlock(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(B, z_dim, t, h, w) -> (B, 3, t', 8h, 8w): latents (after `post_quant_conv`) to pixels, unclamped."""
+    """(B, z_dim, t, h, w) -> (B, 3·p², t', 8h, 8w): latents (after `post_quant_conv`) to (patched) pixels, unclamped."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -72,15 +81,15 @@ class Decoder(nn.Module):
         self.mid_block = MidBlock(dims[0], cfg.dropout)
         blocks = []
         for level, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
-            if level > 0:
-                in_dim //= 2  # each Upsample halves the channels
+            if level > 0 and not cfg.residual:
+                in_dim //= 2  # each Wan 2.1 Upsample halves the channels; Wan 2.2's keep them
             upsample = None
             if level < len(cfg.dim_mult) - 1:
                 upsample = "3d" if temporal_upsample[level] else "2d"
-            blocks.append(UpBlock(in_dim, out_dim, cfg, upsample))
+            blocks.append((ResidualUpBlock if cfg.residual else UpBlock)(in_dim, out_dim, cfg, upsample))
         self.up_blocks = nn.ModuleList(blocks)
         self.norm_out = RMSNorm(dims[-1])
-        self.conv_out = CausalConv3d(dims[-1], cfg.out_channels, 3)
+        self.conv_out = CausalConv3d(dims[-1], cfg.out_channels * cfg.patch_size**2, 3)
 
     def forward(self, z: torch.Tensor, states: States) -> torch.Tensor:
         x = self.conv_in(z, states)
@@ -127,29 +136,30 @@ class CausalVAE(nn.Module):
         frames seen so far complete (frame 0 alone makes latent 0; every 4 more make one more).
         """
         states = list(cache.states)
+        x = patchify(x, self.config.patch_size)  # (B, 3·p², t, H/p, W/p)
         h = self.quant_conv(self.encoder(x, states))
         return h, TemporalCache(tuple(states), cache.frames_in + x.shape[2])
 
     def decode_step(self, z_raw: torch.Tensor, cache: TemporalCache) -> tuple[torch.Tensor, TemporalCache]:
-        """Raw latent frames (B, z_dim, m, h, w) continuing the stream -> unclamped pixels (B, 3, t, 8h, 8w).
+        """Raw latent frames (B, z_dim, m, h, w) continuing the stream -> unclamped pixels (B, 3, t, s·h, s·w).
 
         t = 1 + 4(m - 1) on the first step (latent frame 0 makes one pixel frame), 4m afterwards.
         """
         states = list(cache.states)
-        x = self.decoder(self.post_quant_conv(z_raw), states)
+        x = unpatchify(self.decoder(self.post_quant_conv(z_raw), states), self.config.patch_size)
         return x, TemporalCache(tuple(states), cache.frames_in + z_raw.shape[2])
 
     # --- training API (differentiable, whole clip in one step) -----------------------------------------------------
 
     def posterior(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Video (B, 3, 1+4k, H, W) in [-1, 1] -> (mu, logvar), each (B, z_dim, 1+k, H/8, W/8), raw latent space."""
+        """Video (B, 3, 1+4k, H, W) in [-1, 1] -> (mu, logvar), each (B, z_dim, 1+k, H/s, W/s), raw latent space."""
         check_video(video, self.config)
         h, _ = self.encode_step(video.to(self.dtype), self.empty_encoder_cache())
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
 
     def decode_raw(self, z_raw: torch.Tensor) -> torch.Tensor:
-        """Raw latents (B, z_dim, 1+k, h, w) -> pixels (B, 3, 1+4k, 8h, 8w), unclamped (for losses)."""
+        """Raw latents (B, z_dim, 1+k, h, w) -> pixels (B, 3, 1+4k, s·h, s·w), unclamped (for losses)."""
         check_latents(z_raw, self.config)
         x, _ = self.decode_step(z_raw.to(self.dtype), self.empty_decoder_cache())
         return x
@@ -173,14 +183,14 @@ class CausalVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor, tiling=None) -> torch.Tensor:
-        """Video (B, 3, 1+4k, H, W) in [-1, 1] -> normalised posterior mean (B, z_dim, 1+k, H/8, W/8)."""
+        """Video (B, 3, 1+4k, H, W) in [-1, 1] -> normalised posterior mean (B, z_dim, 1+k, H/s, W/s)."""
         check_video(video, self.config)
         frames = 1 + (video.shape[2] - 1) // self.config.temporal_compression
         return _gather(self.stream_encode([video], tiling=tiling), frames)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, tiling=None) -> torch.Tensor:
-        """Normalised latents (B, z_dim, 1+k, h, w) -> video (B, 3, 1+4k, 8h, 8w) in [-1, 1]."""
+        """Normalised latents (B, z_dim, 1+k, h, w) -> video (B, 3, 1+4k, s·h, s·w) in [-1, 1]."""
         check_latents(z, self.config)
         t = 1 + self.config.temporal_compression * (z.shape[2] - 1)
         return _gather(self.stream_decode([z], tiling=tiling), t)
@@ -247,8 +257,8 @@ class CausalVAE(nn.Module):
     def from_pretrained(
         cls, path: str | Path, dtype: torch.dtype = torch.float32, device="cpu", config: VAEConfig | None = None
     ) -> "CausalVAE":
-        """Load a diffusers AutoencoderKLWan folder, a folder written by `save_pretrained`, or `Wan2.1_VAE.pth`
-        (`config` only for a .pth of another size than Wan 2.1's)."""
+        """Load a diffusers AutoencoderKLWan folder, a folder written by `save_pretrained`, `Wan2.1_VAE.pth` or
+        `Wan2.2_VAE.pth` (`config` only for a .pth of another size than those)."""
         from causal_vae.io import load_vae
 
         return load_vae(cls, path, config=config).to(device=device, dtype=dtype).eval()
@@ -273,7 +283,7 @@ def _gather(parts: Iterator[torch.Tensor], total: int) -> torch.Tensor:
 
 
 def check_video(x, cfg: VAEConfig, where: str = "video", any_length: bool = False) -> None:
-    """Raise a clear error unless x is a finite (B, in_channels, 1+4k, H, W) tensor with H, W multiples of 8."""
+    """Raise a clear error unless x is a finite (B, in_channels, 1+4k, H, W) tensor with H, W multiples of s."""
     s, g = cfg.spatial_compression, cfg.temporal_compression
     expected = f"(B, {cfg.in_channels}, 1+{g}k, H, W) with H and W multiples of {s}, values in [-1, 1]"
     if not isinstance(x, torch.Tensor):

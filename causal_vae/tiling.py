@@ -17,7 +17,8 @@ from causal_vae.cache import TemporalCache
 
 @dataclass(frozen=True)
 class Tiling:
-    """Square tiles of `tile` pixels, neighbours sharing `overlap` pixels; both multiples of 8 (in pixel space)."""
+    """Square tiles of `tile` pixels, neighbours sharing `overlap` pixels; both multiples of 8 (in pixel space), and of
+    the VAE's spatial compression (16 for Wan 2.2) where it is used."""
 
     tile: int = 256
     overlap: int = 64
@@ -50,12 +51,20 @@ def blend_ramp(size: int, overlap: int, lead: bool, trail: bool, like: torch.Ten
     return w
 
 
+def _check_fits(tiling: Tiling | None, s: int) -> int:
+    """A tile and its overlap must be whole latent pixels: multiples of the VAE's spatial compression `s` (returned)."""
+    if tiling is not None and (tiling.tile % s or tiling.overlap % s):
+        raise ValueError(f"Tiling(tile={tiling.tile}, overlap={tiling.overlap}): this VAE compresses {s}× in space, "
+                         f"so both must be multiples of {s}")
+    return s
+
+
 class TiledStep:
     """A stateful stepper over one stream: `step(chunk) -> output chunk`, holding the cache of each tile.
 
     `step_fn(x, cache) -> (y, cache)` is `CausalVAE.encode_step` or `decode_step`; `scale` is output pixels per input
-    pixel (1/8 for encoding, 8 for decoding). With `tiling=None`, or frames no larger than one tile, it is the plain
-    step with a single cache.
+    pixel (1/s for encoding, s for decoding, s the VAE's spatial compression). With `tiling=None`, or frames no
+    larger than one tile, it is the plain step with a single cache.
     """
 
     def __init__(self, step_fn: Callable, empty_cache: Callable[[], TemporalCache], tiling: Tiling | None, scale: float,
@@ -67,12 +76,12 @@ class TiledStep:
 
     @classmethod
     def for_encode(cls, vae, tiling: Tiling | None) -> "TiledStep":
-        s = vae.config.spatial_compression
+        s = _check_fits(tiling, vae.config.spatial_compression)
         return cls(vae.encode_step, vae.empty_encoder_cache, tiling, 1 / s, 1)
 
     @classmethod
     def for_decode(cls, vae, tiling: Tiling | None, caches: dict | None = None) -> "TiledStep":
-        s = vae.config.spatial_compression
+        s = _check_fits(tiling, vae.config.spatial_compression)
         return cls(vae.decode_step, vae.empty_decoder_cache, tiling, s, s, caches)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,9 @@ def widen_decoder(vae: CausalVAE, decoder_base_dim: int, generator: torch.Genera
     `decoder_base_dim` must be a multiple of the current decoder width. `generator` (a CPU one) draws the weight
     shares; the weights are built on the CPU and the result is moved to `vae`'s device and dtype.
     """
+    if vae.config.residual:
+        raise ValueError("widen_decoder: a residual (Wan 2.2) decoder cannot be widened exactly (its duplicating "
+                         "shortcuts regroup channels across the copies); widen a Wan 2.1-style decoder instead")
     old_dim = vae.config.decoder_dim
     if decoder_base_dim <= 0 or decoder_base_dim % old_dim:
         raise ValueError(f"decoder_base_dim must be a positive multiple of the current decoder width {old_dim}, "

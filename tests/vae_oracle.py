@@ -21,10 +21,18 @@ def tiny_diffusers_vae(cfg: VAEConfig, seed: int = 0):
         base_dim=cfg.base_dim, decoder_base_dim=cfg.decoder_base_dim, z_dim=cfg.z_dim, dim_mult=list(cfg.dim_mult),
         num_res_blocks=cfg.num_res_blocks, attn_scales=list(cfg.attn_scales),
         temperal_downsample=list(cfg.temporal_downsample),
-        latents_mean=list(cfg.latents_mean), latents_std=list(cfg.latents_std),
+        latents_mean=list(cfg.latents_mean), latents_std=list(cfg.latents_std), **wan22_kwargs(cfg),
     ).eval()  # fmt: skip
     perturb_vae_(ref)
     return ref
+
+
+def wan22_kwargs(cfg: VAEConfig) -> dict:
+    """diffusers' arguments for the Wan 2.2 structure (channels counted after patching), or none for Wan 2.1's."""
+    if not cfg.residual and cfg.patch_size == 1:
+        return {}
+    return dict(is_residual=cfg.residual, patch_size=cfg.patch_size, in_channels=cfg.pixel_channels,
+                out_channels=cfg.out_channels * cfg.patch_size**2, scale_factor_spatial=cfg.spatial_compression)
 
 
 @torch.no_grad()
@@ -56,9 +64,9 @@ def diffusers_decode_normalised(ref, z: torch.Tensor) -> torch.Tensor:
         return ref.decode(z * std + mean).sample
 
 
-def tiny_vae(seed: int = 0) -> CausalVAE:
-    """Our tiny VAE with the perturbed random weights of the oracle (no diffusers round trip through disk)."""
-    cfg = preset("tiny")
+def tiny_vae(seed: int = 0, name: str = "tiny") -> CausalVAE:
+    """Our tiny VAE (preset `name`) with the perturbed random weights of the oracle (no round trip through disk)."""
+    cfg = preset(name)
     vae = CausalVAE(cfg).eval()
     vae.load_state_dict(tiny_diffusers_vae(cfg, seed).state_dict())
     return vae
