@@ -126,3 +126,22 @@ def picture(height: int, width: int, seed: int):
 def rel(a, b) -> float:
     a, b = torch.as_tensor(np.asarray(a)).double(), torch.as_tensor(np.asarray(b)).double()
     return ((a - b).norm() / b.norm()).item()
+
+
+def ti2v_parts():
+    """Wan 2.2 TI2V-5B's shape in small: the residual, 2×2-patching Wan 2.2 VAE and a DiT on its latents."""
+    from causal_vae.config import preset
+    from tests.vae_oracle import tiny_diffusers_vae
+
+    vae = tiny_diffusers_vae(preset("tiny-wan2.2"))
+    z = vae.config.z_dim
+    return dict(**text_parts(), vae=vae, scheduler=scheduler(), transformer=transformer(z, z))
+
+
+def ti2v_pipelines():
+    """(text-to-video, image-to-video) diffusers pipelines sharing one TI2V model; the first is the folder to save."""
+    import diffusers
+
+    parts = ti2v_parts()
+    return (diffusers.WanPipeline(**parts, expand_timesteps=True),
+            diffusers.WanImageToVideoPipeline(**parts, expand_timesteps=True))

@@ -28,8 +28,9 @@ class ModelKind:
     experts: int = 1
 
 
-def detect_kind(c, config, two_experts: bool = False) -> ModelKind:
-    """The kind of a pipeline from its DiT's config `c`, its `PipelineConfig` and whether it has a second expert."""
+def detect_kind(c, config, two_experts: bool = False, vae_patch: int = 1) -> ModelKind:
+    """The kind of a pipeline from its DiT's config `c`, its `PipelineConfig`, whether it has a second expert, and its
+    VAE's pixel patch (2: the Wan 2.2 VAE of TI2V-5B)."""
     experts = 2 if two_experts else 1
     if c.in_dim != c.out_dim:  # noise + mask + conditioning latents
         if c.image_dim is not None:
@@ -42,7 +43,7 @@ def detect_kind(c, config, two_experts: bool = False) -> ModelKind:
         return ModelKind("wan2.2-t2v-a14b", CLEAN if config.clean_frames else None, experts=2)
     if not config.clean_frames:
         return ModelKind("wan2.1-t2v", None)
-    return ModelKind("wan2.2-ti2v" if c.out_dim == 48 else "vidgen", CLEAN)
+    return ModelKind("wan2.2-ti2v" if vae_patch > 1 else "vidgen", CLEAN)
 
 
 def check_call(kind: ModelKind, image, last_image, video, clean_anchor: bool) -> str | None:
@@ -68,7 +69,9 @@ def check_call(kind: ModelKind, image, last_image, video, clean_anchor: bool) ->
 
 def folder_kind(folder, config) -> ModelKind:
     """The kind of a checked model folder (vidgen.model_folder.read_model_folder) from its config files alone."""
+    from causal_vae.io import read_json
     from vidgen.dit.checkpoint import read_config
 
     _, dit_config = read_config(folder / "transformer")
-    return detect_kind(dit_config, config, (folder / "transformer_2").is_dir())
+    vae_patch = read_json(folder / "vae" / "config.json").get("patch_size") or 1  # diffusers' and ours: same key
+    return detect_kind(dit_config, config, (folder / "transformer_2").is_dir(), vae_patch)

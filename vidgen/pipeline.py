@@ -160,7 +160,7 @@ class VideoPipeline:
     @property
     def model_kind(self) -> ModelKind:
         """What this model is and which calls it serves (vidgen/model_kind.py)."""
-        return detect_kind(self.dit.config, self.config, self.dit_2 is not None)
+        return detect_kind(self.dit.config, self.config, self.dit_2 is not None, self.vae.config.patch_size)
 
     @property
     def kind(self) -> str:
