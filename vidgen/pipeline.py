@@ -24,6 +24,7 @@ from vidgen.device import check_device
 from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
 from vidgen.files import atomic_folder
 from vidgen.flow import sigma_schedule, to_timestep
+from vidgen.lora.mixin import LoraLoaderMixin
 from vidgen.memory import MemoryOptions, enable_offload, prepare_dit
 from vidgen.model_folder import OUR_CONFIG, read_model_folder
 from vidgen.pixels import image_size, image_to_tensor, to_unit
@@ -49,7 +50,7 @@ class PipelineOutput:
     fps: float | None = None
 
 
-class VideoPipeline:
+class VideoPipeline(LoraLoaderMixin):
     def __init__(self, dit: torch.nn.Module, vae: torch.nn.Module, text_encoder: TextEncoder,
                  config: PipelineConfig = PipelineConfig(), *, execution_device: torch.device | None = None,
                  offload=None):
