@@ -46,8 +46,9 @@ class LoraAdapters:
 
     def load(self, source: str | Path | Mapping[str, torch.Tensor], adapter_name: str | None = None,
              metadata: Mapping[str, Any] | None = None) -> str:
-        """Load a LoRA file or state dict as a new active adapter (weight 1); returns its name. Everything is checked
-        first: on a ValueError the model is unchanged."""
+        """Load a LoRA file or state dict as a new adapter (weight 1); returns its name. As in diffusers, it becomes
+        the one active adapter (`set_adapters` combines several). Everything is checked first: on a ValueError the
+        model is unchanged."""
         self._check_unfused("load_lora_weights")
         name = adapter_name if adapter_name is not None else _free_name(self.names + adapter_names(self.dit))
         check_adapter_name(self.dit, name)
@@ -58,7 +59,7 @@ class LoraAdapters:
             add_lora(self.dit, name, {m: a.shape[0] for m, (a, _) in plan.factors.items()})
             self._fill(name, plan)
         self.weights[name] = 1.0
-        self.active.append(name)
+        self.active = [name]
         self._deltas[name] = plan.deltas
         for param in plan.deltas:
             if param not in self._original:
@@ -198,7 +199,7 @@ def _scale_layer(layer, names: Sequence[str], weights: Mapping[str, float], fact
 
 
 def _free_name(taken: list[str]) -> str:
-    i = len(taken)
+    i = len(set(taken))
     while f"default_{i}" in taken:
         i += 1
     return f"default_{i}"

@@ -36,8 +36,9 @@ def lora_targets(dit: nn.Module, names: tuple[str, ...] = BLOCK_LINEARS) -> list
 def add_lora(dit: nn.Module, adapter_name: str, ranks: Mapping[str, int], alphas: Mapping[str, float] | None = None,
              dropout: float = 0.0) -> LoraConfig:
     """Add peft LoRA adapter `adapter_name` to the linear modules named in `ranks` (module -> rank); scale
-    alphas[m] / ranks[m] (default alpha = rank: scale 1). New adapters start as peft initialises them (B = 0, so the
-    model is unchanged), active alongside the adapters already there; returns the LoraConfig used."""
+    alphas[m] / ranks[m] (default alpha = rank: scale 1). The adapter starts as peft initialises it (B = 0, so the
+    model is unchanged), trainable, and (as peft and diffusers do) becomes the only active adapter; returns the
+    LoraConfig used."""
     if not ranks:
         raise ValueError("add_lora needs at least one target module in `ranks`")
     check_adapter_name(dit, adapter_name)
@@ -57,11 +58,6 @@ def add_lora(dit: nn.Module, adapter_name: str, ranks: Mapping[str, int], alphas
     with warnings.catch_warnings():  # a second adapter is intended here, peft's warning about it is not for users
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
         inject_adapter_in_model(config, dit, adapter_name=adapter_name)
-    # peft makes a new adapter trainable; layers that already held adapters keep their active set, so make this
-    # one active everywhere alongside the others.
-    active = sorted({a for _, layer in lora_layers(dit) for a in layer.active_adapters} | {adapter_name})
-    for _, layer in lora_layers(dit):
-        layer.set_adapter([a for a in active if a in layer.lora_A])
     return config
 
 

@@ -1,7 +1,7 @@
 """`LoraLoaderMixin`: diffusers' LoRA methods on a pipeline whose DiT is `self.dit` (VideoPipeline inherits it).
 
     pipe.load_lora_weights("style.safetensors", adapter_name="style")
-    pipe.load_lora_weights("motion.safetensors", adapter_name="motion")
+    pipe.load_lora_weights("motion.safetensors", adapter_name="motion")  # now the active one, as in diffusers
     pipe.set_adapters(["style", "motion"], adapter_weights=[1.0, 0.5])
     pipe.fuse_lora()  # merged into the weights: no per-step LoRA cost; pipe.unfuse_lora() takes it out again
     pipe.unload_lora_weights()  # the base model again
@@ -35,7 +35,7 @@ class LoraLoaderMixin:
     def load_lora_weights(self, pretrained_model_name_or_path_or_dict: str | Path | Mapping[str, torch.Tensor],
                           adapter_name: str | None = None, *, metadata: Mapping[str, Any] | None = None) -> str:
         """Load a LoRA (a .safetensors file or a state dict in the diffusers, Wan/ComfyUI or kohya layout) as a new
-        active adapter; returns its name (default `default_<n>`). metadata: diffusers' adapter config (`r`,
+        adapter, which becomes the active one (as in diffusers; `set_adapters` combines several); returns its name (default `default_<n>`). metadata: diffusers' adapter config (`r`,
         `lora_alpha`, `alpha_pattern`), for a state dict or to override the file's."""
         offload = getattr(self, "offload", None)
         if offload is not None and type(offload).__name__ == "BlockOffload":
