@@ -230,6 +230,16 @@ def test_bad_files_name_the_file_and_key_and_leave_the_model_unchanged(dit, inpu
     assert all(torch.equal(v, before[k]) for k, v in state(dit).items())
 
 
+def test_fp8_dit_is_refused_unchanged(dit, inputs):
+    from vidgen.dit.fp8 import quantize_fp8
+
+    quantize_fp8(dit, compute_dtype=torch.float32)
+    before = state(dit)
+    with pytest.raises(ValueError, match="fp8"):
+        LoraAdapters(dit).load(to_layout(random_lora(dit, modules=["ffn.0"]), "wan"))
+    assert all(torch.equal(v, before[k]) for k, v in state(dit).items())
+
+
 def test_partial_file_loads(dit, inputs):
     lora = random_lora(dit, modules=["cross_attn.o"], blocks=[1])
     want = run(merged(dit, [(lora, 1.0)]), inputs)
@@ -311,3 +321,14 @@ def test_compiled_blocks_with_adapters_match_eager(dit, inputs):
     compile_blocks(dit, backend="aot_eager")  # fullgraph: a graph break in peft's layers would fail here
     assert rel(run(dit, inputs), eager) < TOL
     torch._dynamo.reset()
+
+
+def test_saving_with_adapters_loaded_is_refused(dit, tmp_path):
+    ad = LoraAdapters(dit)
+    ad.load(to_layout(random_lora(dit, modules=["ffn.0"]), "wan"))
+    with pytest.raises(ValueError, match="unload_lora_weights"):
+        dit.save_pretrained(tmp_path / "dit")
+    assert not (tmp_path / "dit" / "config.json").exists()
+    ad.unload()
+    dit.save_pretrained(tmp_path / "dit")
+    assert DiT.from_pretrained(tmp_path / "dit").state_dict().keys() == dit.state_dict().keys()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from vidgen.dit.fp8 import FP8Linear
 from vidgen.lora.files import LoraSource
 from vidgen.lora.keys import KeyTable, LoraKey, parse_key
 
@@ -47,6 +48,9 @@ def plan_lora(dit: nn.Module, source: LoraSource) -> LoraPlan:
     """Check every key, shape and scale of `source` against `dit`; ValueError naming the file and the first bad key."""
     if not source.tensors:
         raise ValueError(f"{source.label}: the LoRA holds no tensors")
+    if any(isinstance(m, FP8Linear) for m in dit.modules()):
+        raise ValueError(f"{source.label}: this DiT holds fp8 weights (quantize_fp8 / --fp8); LoRA loads into the "
+                         f"linear layers of an unquantized DiT: load it without fp8")
     if source.config.get("use_dora"):
         raise ValueError(f"{source.label}: a DoRA adapter (use_dora); only plain LoRA files load")
     table = KeyTable.build(dit.config.num_layers, base_param_names(dit))
