@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from tests.lora_files import WAN_TO_OURS, merged, random_lora, rel, save_lora, to_layout
+from tests.lora_files import merged, random_lora, rel, save_lora, to_layout
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT, CrossAttention
 from vidgen.lora.adapters import LoraAdapters
@@ -69,7 +69,8 @@ def test_image_cross_attention_keys_when_the_model_has_them():
     model = DiT(DiTConfig.preset("tiny"))
     table = KeyTable.build(model.config.num_layers, base_param_names(model))
     for key in ("diffusion_model.blocks.0.cross_attn.k_img.lora_down.weight",
-                "lora_unet_blocks_0_cross_attn_v_img.lora_up.weight", "diffusion_model.blocks.0.cross_attn.k_img.alpha"):
+                "lora_unet_blocks_0_cross_attn_v_img.lora_up.weight",
+                "diffusion_model.blocks.0.cross_attn.k_img.alpha"):
         assert table.resolve(parse_key(key)) is not None, key
 
 

@@ -50,7 +50,7 @@ class LoraKey:
     """A parsed key: the file's key, its layout, the foreign module (or parameter) name, and what it holds."""
 
     key: str
-    layout: str  # "diffusers", "wan", "kohya" or "vidgen"
+    layout: str  # "kohya" (underscored names), or "any": diffusers, Wan and our names share one table
     name: str
     kind: str  # a value of SUFFIXES
 

@@ -35,8 +35,9 @@ class LoraLoaderMixin:
     def load_lora_weights(self, pretrained_model_name_or_path_or_dict: str | Path | Mapping[str, torch.Tensor],
                           adapter_name: str | None = None, *, metadata: Mapping[str, Any] | None = None) -> str:
         """Load a LoRA (a .safetensors file or a state dict in the diffusers, Wan/ComfyUI or kohya layout) as a new
-        adapter, which becomes the active one (as in diffusers; `set_adapters` combines several); returns its name (default `default_<n>`). metadata: diffusers' adapter config (`r`,
-        `lora_alpha`, `alpha_pattern`), for a state dict or to override the file's."""
+        adapter, which becomes the active one (as in diffusers; `set_adapters` combines several); returns its name
+        (default `default_<n>`). metadata: diffusers' adapter config (`r`, `lora_alpha`, `alpha_pattern`), for a
+        state dict or to override the file's."""
         offload = getattr(self, "offload", None)
         if offload is not None and type(offload).__name__ == "BlockOffload":
             raise ValueError("load_lora_weights: the DiT's blocks are offloaded (offload='blocks'), which keeps copies "

@@ -53,9 +53,29 @@ def plan_lora(dit: nn.Module, source: LoraSource) -> LoraPlan:
                          f"linear layers of an unquantized DiT: load it without fp8")
     if source.config.get("use_dora"):
         raise ValueError(f"{source.label}: a DoRA adapter (use_dora); only plain LoRA files load")
+    pieces, n_parts = _group_keys(dit, source)
+    factors, deltas = {}, {}
+    for (group, name), parts in pieces.items():
+        if group == "module":
+            factor, bias = _module_update(dit, name, n_parts[name], parts, source)
+            if factor is not None:
+                factors[name] = factor
+            if bias is not None:
+                _accumulate(deltas, f"{name}.bias", bias)
+        else:
+            _accumulate(deltas, name, _param_delta(dit, name, n_parts[name], parts, source))
+    return LoraPlan(source.label, factors, deltas)
+
+
+Pieces = dict[tuple[str, str], dict[int, dict[str, tuple[LoraKey, torch.Tensor]]]]
+
+
+def _group_keys(dit: nn.Module, source: LoraSource) -> tuple[Pieces, dict[str, int]]:
+    """Every key resolved and grouped: ("module" | "param", our name) -> part -> kind -> (key, tensor); and per our
+    name, how many foreign projections it fuses."""
     table = KeyTable.build(dit.config.num_layers, base_param_names(dit))
-    pieces: dict[tuple[str, str], dict[int, dict[str, tuple[LoraKey, torch.Tensor]]]] = {}
-    n_parts: dict[str, int] = {}  # our name -> how many foreign projections it fuses
+    pieces: Pieces = {}
+    n_parts: dict[str, int] = {}
     for key, tensor in source.tensors.items():
         parsed = parse_key(key)
         target = None if parsed is None else table.resolve(parsed)
@@ -72,17 +92,7 @@ def plan_lora(dit: nn.Module, source: LoraSource) -> LoraPlan:
             raise ValueError(f"{source.label}: key {key!r} repeats {slot[parsed.kind][0].key!r} (the same "
                              f"{target.name} part)")
         slot[parsed.kind] = (parsed, tensor)
-    factors, deltas = {}, {}
-    for (group, name), parts in pieces.items():
-        if group == "module":
-            factor, bias = _module_update(dit, name, n_parts[name], parts, source)
-            if factor is not None:
-                factors[name] = factor
-            if bias is not None:
-                _accumulate(deltas, f"{name}.bias", bias)
-        else:
-            _accumulate(deltas, name, _param_delta(dit, name, n_parts[name], parts, source))
-    return LoraPlan(source.label, factors, deltas)
+    return pieces, n_parts
 
 
 def _accumulate(deltas: dict[str, torch.Tensor], name: str, delta: torch.Tensor) -> None:
@@ -92,43 +102,22 @@ def _accumulate(deltas: dict[str, torch.Tensor], name: str, delta: torch.Tensor)
 def _module_update(dit: nn.Module, name: str, n: int, parts: dict[int, dict], source: LoraSource):
     """(A, B) or None, and a bias delta or None, for our module `name` (fusing `n` projections) from its parts'
     keys."""
-    first_key = next(iter(next(iter(parts.values())).values()))[0]
     layer = base_linear(dit, name)
     if not isinstance(layer, nn.Linear):
+        first_key = next(iter(next(iter(parts.values())).values()))[0]
         raise ValueError(f"{source.label}: key {first_key.key!r} targets {name}, a {type(layer).__name__}; LoRA "
-                         f"loads into linear layers (load LoRA weights before fp8 quantization)")
+                         f"factors load into linear layers (other weights take `.diff` deltas)")
     rows = layer.out_features // n
+    where = name if n == 1 else f"{name} part {{}} of {n}"
     downs, ups, bias = [], [], None
-    for i in range(n):
-        got = parts.get(i, {})
-        if not got:
-            continue
-        kinds = {k: v for k, (_, v) in got.items()}
-        key = next(iter(got.values()))[0]
-        if ("down" in kinds) != ("up" in kinds) or ("alpha" in kinds and "down" not in kinds):
-            missing = "down/lora_A" if "down" not in kinds else "up/lora_B"
-            raise ValueError(f"{source.label}: key {key.key!r} has no matching {missing} weight")
-        scale = 1.0
-        if "down" in kinds:
-            down, up = kinds["down"], kinds["up"]
-            rank = down.shape[0]
-            if down.ndim != 2 or down.shape[1] != layer.in_features or up.ndim != 2 or up.shape != (rows, rank):
-                raise ValueError(
-                    f"{source.label}: key {got['down'][0].key!r} has shape {tuple(down.shape)} with up "
-                    f"{tuple(up.shape)}; expected (rank, {layer.in_features}) and ({rows}, rank) for {name}"
-                    + (f" part {i + 1} of {n}" if n > 1 else ""))
-            scale = _scale(kinds.get("alpha"), rank, key, source, got)
-            downs.append(down.float())
-            ups.append((i, scale * up.float()))
-        if "up_bias" in kinds:
-            b = kinds["up_bias"]
-            if b.shape != (rows,):
-                raise ValueError(f"{source.label}: key {got['up_bias'][0].key!r} has shape {tuple(b.shape)}; "
-                                 f"expected ({rows},)")
-            if layer.bias is None:
-                raise ValueError(f"{source.label}: key {got['up_bias'][0].key!r} is a bias for {name}, which has none")
+    for i, got in sorted(parts.items()):
+        factor, b = _part(layer, rows, where.format(i + 1), got, source)
+        if factor is not None:
+            downs.append(factor[0])
+            ups.append((i, factor[1]))
+        if b is not None:
             bias = torch.zeros(layer.out_features) if bias is None else bias
-            bias[i * rows:(i + 1) * rows] = scale * b.float()
+            bias[i * rows:(i + 1) * rows] = b
     if not downs:
         return None, bias
     a = torch.cat(downs)  # (R, in), R = Σ r_i
@@ -138,6 +127,35 @@ def _module_update(dit: nn.Module, name: str, n: int, parts: dict[int, dict], so
         b[i * rows:(i + 1) * rows, col:col + up.shape[1]] = up
         col += up.shape[1]
     return (a, b), bias
+
+
+def _part(layer: nn.Linear, rows: int, where: str, got: dict, source: LoraSource):
+    """One projection's (down `(r, in)`, scale·up `(rows, r)`) or None, and its scaled bias `(rows,)` or None, fp32."""
+    kinds = {k: v for k, (_, v) in got.items()}
+    key = next(iter(got.values()))[0]
+    if ("down" in kinds) != ("up" in kinds) or ("alpha" in kinds and "down" not in kinds):
+        missing = "down/lora_A" if "down" not in kinds else "up/lora_B"
+        raise ValueError(f"{source.label}: key {key.key!r} has no matching {missing} weight")
+    factor, scale = None, 1.0
+    if "down" in kinds:
+        down, up = kinds["down"], kinds["up"]
+        rank = down.shape[0]
+        if down.ndim != 2 or down.shape[1] != layer.in_features or up.ndim != 2 or up.shape != (rows, rank):
+            raise ValueError(f"{source.label}: key {got['down'][0].key!r} has shape {tuple(down.shape)} with up "
+                             f"{tuple(up.shape)}; expected (rank, {layer.in_features}) and ({rows}, rank) for "
+                             f"{where}")
+        scale = _scale(kinds.get("alpha"), rank, key, source, got)
+        factor = (down.float(), scale * up.float())
+    bias = kinds.get("up_bias")
+    if bias is not None:
+        bias_key = got["up_bias"][0].key
+        if bias.shape != (rows,):
+            raise ValueError(f"{source.label}: key {bias_key!r} has shape {tuple(bias.shape)}; expected ({rows},) "
+                             f"for {where}")
+        if layer.bias is None:
+            raise ValueError(f"{source.label}: key {bias_key!r} is a bias for {where}, which has none")
+        bias = scale * bias.float()
+    return factor, bias
 
 
 def _scale(alpha: torch.Tensor | None, rank: int, key: LoraKey, source: LoraSource, got: dict) -> float:
