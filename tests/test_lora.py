@@ -187,6 +187,27 @@ def test_diff_and_bias_deltas_apply_with_weights_and_unload_exactly(dit, inputs)
     assert all(torch.equal(v, base_state[k]) for k, v in state(dit).items())
 
 
+def test_fuse_keeps_a_weight_delta_on_the_same_layer(dit, inputs):
+    base_state, base = state(dit), run(dit, inputs)
+    d = dit.config.dim
+    sd = to_layout(random_lora(dit, modules=["self_attn.q"], blocks=[0], alpha=2.0, seed=6), "wan")
+    g = torch.Generator().manual_seed(6)
+    sd["diffusion_model.blocks.0.self_attn.k.diff"] = 0.05 * torch.randn(d, d, generator=g)
+    ad = LoraAdapters(dit)
+    ad.load(sd)
+    ad.set_adapters(ad.names, 0.6)
+    unfused = run(dit, inputs)
+    ad.fuse(lora_scale=1.5)
+    fused = run(dit, inputs)
+    ad.unfuse()
+    assert rel(run(dit, inputs), unfused) < TOL
+    ad.set_adapters(ad.names, 0.9)
+    assert rel(fused, run(dit, inputs)) < TOL  # fused at 0.6 x 1.5 = unfused at 0.9: factors and delta alike
+    ad.unload()  # the fused layer's weight also holds the delta: restored from its copy, so exactly
+    assert torch.equal(run(dit, inputs), base)
+    assert all(torch.equal(v, base_state[k]) for k, v in state(dit).items())
+
+
 def _bad_files(dit, tmp_path):
     d = dit.config.dim
     good = to_layout(random_lora(dit, modules=["self_attn.q"], blocks=[0]), "wan")

@@ -108,15 +108,14 @@ class LoraAdapters:
             raise ValueError(f"unknown adapter(s) {unknown}; loaded: {self.names}")
         if not self.enabled:
             raise ValueError("the adapters are disabled (disable_lora); enable_lora() before fusing")
-        for _, layer in lora_layers(self.dit):
-            present = [n for n in names if n in layer.lora_A]
-            if not present:
-                continue
-            _scale_layer(layer, present, self.weights, lora_scale)
-            layer.merge(safe_merge=safe_fusing, adapter_names=present)
         self.fused_names = list(names)
         self._fuse_scale = lora_scale
-        self._apply()
+        self._apply_deltas()  # before merging: recomputing a delta'd weight must not wipe a merge
+        for _, layer in lora_layers(self.dit):
+            present = [n for n in names if n in layer.lora_A]
+            if present:
+                _scale_layer(layer, present, self.weights, lora_scale)
+                layer.merge(safe_merge=safe_fusing, adapter_names=present)
 
     def unfuse(self) -> None:
         """Subtract the fused adapters from the base weights again (the adapters stay loaded)."""
@@ -170,14 +169,18 @@ class LoraAdapters:
         return getattr(base_linear(self.dit, module_name) if module_name else self.dit, leaf)
 
     def _apply(self) -> None:
-        """Point every peft layer at the active adapters with their weights, and recompute the delta'd parameters
-        (while fused, the fused adapters' deltas times the fuse's lora_scale)."""
+        """Point every peft layer at the active adapters with their weights, and recompute the delta'd parameters."""
         for _, layer in lora_layers(self.dit):
             layer.set_adapter([n for n in self.active if n in layer.lora_A], inference_mode=True)
             _scale_layer(layer, self.active, self.weights, 1.0)
             if layer.disable_adapters == self.enabled:
                 layer.enable_adapters(self.enabled)
-        on = self.active if self.enabled else []
+        self._apply_deltas()
+
+    def _apply_deltas(self) -> None:
+        """Each delta'd parameter = original + Σ weight·delta over the active adapters; while fused, over the fused
+        ones times the fuse's lora_scale (a merged layer computes only what was merged, as peft's do)."""
+        on = self.fused_names if self.fused else self.active if self.enabled else []
         with torch.no_grad():
             for param, original in self._original.items():
                 target = self._param(param)
@@ -187,8 +190,7 @@ class LoraAdapters:
                     continue
                 value = original.float()
                 for n in touched:
-                    scale = self._fuse_scale if n in self.fused_names else 1.0
-                    value = value + self.weights[n] * scale * self._deltas[n][param].to(value.device)
+                    value = value + self.weights[n] * self._fuse_scale * self._deltas[n][param].to(value.device)
                 target.copy_(value)
 
 
