@@ -6,10 +6,11 @@ import copy
 import pytest
 import torch
 
-from tests.lora_files import merged, random_lora, rel, save_lora, to_layout
+from tests.lora_files import WAN_TO_DIFFUSERS, WAN_TO_OURS, merged, random_lora, rel, save_lora, to_layout
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT, CrossAttention
 from vidgen.lora.adapters import LoraAdapters
+from vidgen.lora.inject import add_lora, lora_targets, remove_lora_layers
 from vidgen.lora.keys import KeyTable, Target, parse_key
 from vidgen.lora.plan import base_param_names
 
@@ -309,8 +310,6 @@ def test_step_cache_runs_with_adapters(dit, inputs):
 
 
 def test_add_lora_for_training_starts_as_identity(dit, inputs):
-    from vidgen.lora.inject import add_lora, lora_targets
-
     base = run(dit, inputs)
     targets = lora_targets(dit)
     assert len(targets) == 7 * dit.config.num_layers
@@ -354,3 +353,27 @@ def test_saving_with_adapters_loaded_is_refused(dit, tmp_path):
     ad.unload()
     dit.save_pretrained(tmp_path / "dit")
     assert DiT.from_pretrained(tmp_path / "dit").state_dict().keys() == dit.state_dict().keys()
+
+
+def test_a_trained_fused_adapter_exported_per_projection_loads_back(dit, inputs):
+    """add_lora on our fused modules, B made nonzero as training would, exported the diffusers way (each q/k/v gets
+    the shared A and its own rows of B, alpha in the metadata) and loaded through the loader: the same model."""
+    ranks = {t: 4 for t in lora_targets(dit)}
+    add_lora(dit, "trained", ranks, alphas={t: 2.0 for t in ranks})
+    g = torch.Generator().manual_seed(8)
+    with torch.no_grad():
+        for t in ranks:
+            dit.get_submodule(t).lora_B["trained"].weight.normal_(0, 0.2, generator=g)
+    trained = run(dit, inputs)
+    sd = {}
+    for t in ranks:
+        layer, block = dit.get_submodule(t), t.split(".")[1]
+        a, b = layer.lora_A["trained"].weight, layer.lora_B["trained"].weight
+        for wan, (ours, part, parts) in WAN_TO_OURS.items():
+            if t == f"blocks.{block}.{ours}":
+                name = f"transformer.blocks.{block}.{WAN_TO_DIFFUSERS[wan]}"
+                sd[f"{name}.lora_A.weight"] = a.clone()
+                sd[f"{name}.lora_B.weight"] = b.chunk(parts)[part].clone()
+    remove_lora_layers(dit)
+    LoraAdapters(dit).load(sd, metadata={"r": 4, "lora_alpha": 2.0})
+    assert rel(run(dit, inputs), trained) < TOL
