@@ -321,6 +321,8 @@ def test_add_lora_for_training_starts_as_identity(dit, inputs):
     for name, message in (("style", "already loaded"), ("train", "not usable"), ("a.b", "not usable")):
         with pytest.raises(ValueError, match=message):
             add_lora(dit, name, {targets[0]: 2})
+    with pytest.raises(ValueError, match="no module 'blocks.0.attn1.to_q'"):
+        add_lora(dit, "other", {"blocks.0.attn1.to_q": 2})
 
 
 @pytest.mark.distributed

@@ -35,7 +35,10 @@ class LoraPlan:
 
 def base_linear(dit: nn.Module, name: str) -> nn.Module:
     """Our module `name`, or the layer a peft adapter wraps there."""
-    module = dit.get_submodule(name)
+    try:
+        module = dit.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"the DiT has no module {name!r}; expected a name such as 'blocks.0.self_attn.qkv'") from None
     return module.get_base_layer() if hasattr(module, "get_base_layer") else module
 
 
