@@ -89,6 +89,7 @@ def _raise(message: str):
 
 def generate(args: argparse.Namespace) -> int:
     from vidgen.cli_args import resolve_call, torch_dtype
+    from vidgen.lora.cli import apply_loras
     from vidgen.video_io import check_frame_count, check_output_path
 
     times: dict[str, float] = {}
@@ -105,6 +106,7 @@ def generate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     pipe = VideoPipeline.from_pretrained(args.model, dtype=torch_dtype(args.dtype), device=args.device,
                                          progress=progress, memory=call.memory)
+    apply_loras(pipe, call.loras)
     times["load"] = time.perf_counter() - start
 
     # --- encode text ---

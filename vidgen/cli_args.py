@@ -55,6 +55,9 @@ def add_generate_args(p: argparse.ArgumentParser, prompt: bool = True) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                    help="DiT and text encoder precision (default: fp32 on CPU, bf16 on CUDA)")
+    p.add_argument("--lora", action="append", default=None, metavar="FILE[:WEIGHT]",
+                   help="a Wan 2.1 LoRA (.safetensors: diffusers, Wan/ComfyUI or kohya layout) at WEIGHT (default 1); "
+                        "repeat for several")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                    help="no progress bars (weight loading included)")
@@ -90,6 +93,7 @@ class ResolvedCall:
     step_cache: object = None  # vidgen.dit.step_cache.StepCacheConfig or None
     memory: object = None  # vidgen.memory.MemoryOptions
     last_image: object = None  # a PIL image
+    loras: tuple = ()  # (path, weight) per --lora, files checked
 
 
 def resolve_call(args: argparse.Namespace, seeds_used: int = 1) -> ResolvedCall:
@@ -115,7 +119,21 @@ def resolve_call(args: argparse.Namespace, seeds_used: int = 1) -> ResolvedCall:
 
         step_cache = StepCacheConfig(args.step_cache)
     check_device(args.device)
-    return ResolvedCall(folder, request, image, step_cache, memory_options(args), last_image)
+    memory = memory_options(args)
+    loras = _check_loras(getattr(args, "lora", None), folder, memory)
+    return ResolvedCall(folder, request, image, step_cache, memory, last_image, loras)
+
+
+def _check_loras(specs: list[str] | None, folder: Path, memory) -> tuple:
+    if not specs:
+        return ()
+    if memory.fp8 or memory.offload == "blocks":
+        flag = "--fp8" if memory.fp8 else "--offload blocks"
+        raise ValueError(f"--lora does not combine with {flag} (LoRA adapts the DiT's linear layers, which {flag} "
+                         "replaces or copies); drop one of them")
+    from vidgen.lora.cli import check_lora_args
+
+    return check_lora_args(specs, folder)
 
 
 def torch_dtype(name: str | None):

@@ -28,6 +28,7 @@ from vidgen.device import check_device
 from vidgen.dit.step_cache import StepCache, StepCacheConfig, as_step_cache
 from vidgen.files import atomic_folder
 from vidgen.flow import sigma_schedule, to_timestep
+from vidgen.lora.mixin import LoraLoaderMixin
 from vidgen.memory import MemoryOptions, enable_offload, prepare_dit
 from vidgen.frame_channels import frame_channels
 from vidgen.image_encoder import ImageEncoder
@@ -56,7 +57,7 @@ class PipelineOutput:
     fps: float | None = None
 
 
-class VideoPipeline:
+class VideoPipeline(LoraLoaderMixin):
     def __init__(self, dit: torch.nn.Module, vae: torch.nn.Module, text_encoder: TextEncoder,
                  config: PipelineConfig = PipelineConfig(), *, dit_2: torch.nn.Module | None = None,
                  image_encoder: ImageEncoder | None = None, execution_device: torch.device | None = None,

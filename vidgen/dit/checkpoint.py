@@ -231,6 +231,9 @@ def save_dit(model: nn.Module, folder: str | Path, fmt: str = "vidgen", overwrit
     if any(type(m).__name__ == "FP8Linear" for m in model.modules()):
         raise ValueError("this DiT holds fp8 weights (quantize_fp8), which are not saved; save the model before "
                          "quantizing it, or load it again without fp8")
+    if any(hasattr(m, "lora_A") for m in model.modules()):
+        raise ValueError("this DiT holds LoRA adapter layers, whose names are not the checkpoint's; call "
+                         "unload_lora_weights() (or LoraAdapters.unload) before saving")
     if (folder / CONFIG_FILE).exists() and not overwrite:
         raise FileExistsError(f"{folder} already holds a checkpoint; pass overwrite=True to replace it")
     folder.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,7 @@ def generate(args: argparse.Namespace, argv: list[str]) -> int:
 
     from causal_vae.tiling import Tiling
     from vidgen.parallel.context import ParallelContext, init_distributed
+    from vidgen.lora.cli import apply_loras
     from vidgen.parallel.generate import generate_many, shared_seed
     from vidgen.pipeline import VideoPipeline
 
@@ -77,6 +78,7 @@ def generate(args: argparse.Namespace, argv: list[str]) -> int:
     progress = not args.no_progress
     pipe = VideoPipeline.from_pretrained(args.model, dtype=torch_dtype(args.dtype), device=args.device,
                                          progress=progress and parallel.is_main, memory=call.memory)
+    apply_loras(pipe, call.loras)
     kwargs = dict(num_frames=r.num_frames, height=r.height, width=r.width, num_inference_steps=r.num_inference_steps,
                   guidance_scale=r.guidance_scale, shift=r.shift, sampler=r.sampler,
                   negative_prompt=r.negative_prompt, anchor_first=r.anchor_first, image=call.image,
