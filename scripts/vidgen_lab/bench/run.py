@@ -118,8 +118,8 @@ def _stream_table(vae, tmp: str, quick: bool, cfg, size: int, kind: str = "") ->
     a, b = lengths
     lines = [f"Streaming decode into an mp4 (PyAV, mpeg4), {size}×{size}, {kind}VAE base_dim {cfg.base_dim}"
              f"{f', decoder_base_dim {cfg.decoder_base_dim}' if cfg.decoder_base_dim else ''}, "
-             f"num_res_blocks {cfg.num_res_blocks}; peak RSS growth during the decode, fresh process each, glibc's mmap "
-             "threshold fixed (`vidgen_lab.bench.vae.steady_allocator`):",
+             f"num_res_blocks {cfg.num_res_blocks}; peak RSS growth during the decode, fresh process each, glibc's "
+             "mmap threshold fixed (`vidgen_lab.bench.vae.steady_allocator`):",
              "", f"| implementation | {a} latent frames MiB | {b} latent frames MiB | ratio {b}/{a} |", "|---|---:|---:|---:|"]
     for impl, label in (("ours", "ours, stream_decode → sink"), ("diffusers", "diffusers, decode() then write")):
         lines.append(f"| {label} | {mem[impl, a]:.0f} | {mem[impl, b]:.0f} | {mem[impl, b] / mem[impl, a]:.2f} |")
@@ -205,8 +205,8 @@ def _setup(parts: tuple[str, ...]) -> str:
                     "a CPU without bf16 units is ~40× slower than fp32.")
     if "vae22" in parts:
         v = vae.BENCH22_CONFIG
-        text.append(f"Wan 2.2 VAE: residual levels, 2×2 patches (16× in space), z_dim {v.z_dim}, base_dim {v.base_dim}, "
-                    f"decoder_base_dim {v.decoder_base_dim}, dim_mult {list(v.dim_mult)}, num_res_blocks "
+        text.append(f"Wan 2.2 VAE: residual levels, 2×2 patches (16× in space), z_dim {v.z_dim}, base_dim "
+                    f"{v.base_dim}, decoder_base_dim {v.decoder_base_dim}, dim_mult {list(v.dim_mult)}, num_res_blocks "
                     f"{v.num_res_blocks} (Wan2.2-TI2V-5B's VAE, 160 / 256 wide, at a fifth of its width).")
     return " ".join(text)
 
