@@ -1,4 +1,4 @@
-"""causal_vae: a causal 3D VAE, architecture-compatible with Wan 2.1's, with streaming encode/decode.
+"""causal_vae: a causal 3D VAE, architecture-compatible with Wan 2.1's and Wan 2.2's, with streaming encode/decode.
 
 Leaf package: depends on torch, einops and safetensors only, never on `vidgen`.
 """

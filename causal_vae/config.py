@@ -82,7 +82,8 @@ class VAEConfig:
         if any(s <= 0 for s in self.latents_std):
             raise ValueError(f"latents_std must be positive, got {self.latents_std}")
         if not isinstance(self.patch_size, int) or self.patch_size < 1:
-            raise ValueError(f"patch_size must be an integer >= 1 (2 for Wan 2.2, 1 for Wan 2.1), got {self.patch_size}")
+            raise ValueError(f"patch_size must be an integer >= 1 (2 for Wan 2.2, 1 for Wan 2.1), "
+                             f"got {self.patch_size}")
         if self.residual:
             self._check_residual_widths()
 
@@ -114,7 +115,8 @@ class VAEConfig:
 
     @property
     def spatial_compression(self) -> int:
-        """Pixels per latent along height and width: 2 per resampling level, times the patch (8 for Wan 2.1, 16 for 2.2)."""
+        """Pixels per latent along height and width: 2 per resampling level, times the patch (8 for Wan 2.1, 16 for
+        Wan 2.2). The pipeline reads this (and `temporal_compression`) for its shape rules."""
         return 2 ** (len(self.dim_mult) - 1) * self.patch_size
 
     @property

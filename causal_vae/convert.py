@@ -1,4 +1,4 @@
-"""Checkpoint formats: diffusers `AutoencoderKLWan` and the original `Wan2.1_VAE.pth` / `Wan2.2_VAE.pth`, to and from ours.
+"""Checkpoint formats: diffusers `AutoencoderKLWan` and the original `Wan2.1_VAE.pth` / `Wan2.2_VAE.pth`, both ways.
 
 Our state-dict names are the diffusers names (so a diffusers folder loads without renaming; only its config is
 translated). The original Wan layout differs by module names and by `nn.Sequential` indices (flat lists in Wan 2.1,

@@ -206,7 +206,9 @@ class Upsample(nn.Module):
     def __init__(self, dim: int, temporal: bool, out_dim: int | None = None):
         super().__init__()
         out_dim = dim // 2 if out_dim is None else out_dim
-        self.resample = nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest-exact"), nn.Conv2d(dim, out_dim, 3, padding=1))
+        self.resample = nn.Sequential(
+            nn.Upsample(scale_factor=2.0, mode="nearest-exact"), nn.Conv2d(dim, out_dim, 3, padding=1)
+        )
         self.temporal = temporal
         if temporal:
             self.time_conv = CausalConv3d(dim, dim * 2, (3, 1, 1))

@@ -71,7 +71,8 @@ class UpBlock(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(B, z_dim, t, h, w) -> (B, 3·p², t', 8h, 8w): latents (after `post_quant_conv`) to (patched) pixels, unclamped."""
+    """(B, z_dim, t, h, w) -> (B, 3·p², t', 8h, 8w): latents (after `post_quant_conv`) to (patched) pixels,
+    unclamped."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()

@@ -165,3 +165,17 @@ def test_widening_a_residual_decoder_is_refused(oracle_folder):
 
     with pytest.raises(ValueError, match="residual"):
         widen_decoder(CausalVAE(CFG), 2 * CFG.decoder_dim)
+
+
+def test_pipeline_geometry_reads_the_compression():
+    """The pipeline's shape rules come from the config: 16× in space, 4× in time, 48 channels."""
+    from types import SimpleNamespace
+
+    from vidgen.request import Geometry
+
+    with torch.device("meta"):
+        vae = CausalVAE(preset("wan2.2"))
+    dit = SimpleNamespace(config=SimpleNamespace(in_dim=48, patch_size=(1, 2, 2)))
+    g = Geometry.of(dit, vae)
+    assert (g.spatial, g.temporal, g.multiple) == (16, 4, 32)
+    assert g.latent_shape(1, 121, 704, 1280) == (1, 48, 31, 44, 80)

@@ -1,7 +1,7 @@
 """The benchmark command line: ours vs diffusers side by side, a table of ratios, written to docs/benchmarks.md.
 
     python scripts/bench.py                      # everything, CPU, one thread (5–7 min on this shared machine)
-    python scripts/bench.py --only dit,step      # parts: dit, step, vae, stream, cache
+    python scripts/bench.py --only dit,step      # parts: dit, step, vae, stream, vae22, cache
     python scripts/bench.py --device cuda        # the same on a GPU
 """
 
@@ -18,7 +18,7 @@ from vidgen_lab.bench.common import TABLE_HEAD, check_device
 from vidgen_lab.benchmarking import add_docs_arg, machine_info, parse_parts, run_isolated, write_section
 from vidgen_kernels.ops import cpu_has_half_matmul
 
-PARTS = ("dit", "step", "vae", "stream", "cache")
+PARTS = ("dit", "step", "vae", "stream", "vae22", "cache")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,7 +85,19 @@ def main(argv: list[str] | None = None) -> str:
                                          f"tiny (base_dim {vae.BF16_CONFIG.base_dim}) {s[2]}×{s[3]}×{s[4]}"):
                     emit(row)
             if "stream" in args.parts:
-                extra.append(_stream_table(vae, tmp, args.quick))
+                extra.append(_stream_table(vae, tmp, args.quick, vae.STREAM_CONFIG, vae.STREAM_SIZE))
+    if "vae22" in args.parts:
+        from vidgen_lab.bench import vae
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg, shape = (vae.STREAM22_CONFIG, (1, 3, 5, 64, 64)) if args.quick else (vae.BENCH22_CONFIG,
+                                                                                      vae.BENCH22_VIDEO)
+            vae.save_reference(cfg, f"{tmp}/bench22")
+            for row in vae.bench_ops(f"{tmp}/bench22", cfg, shape, "fp32", device, min(repeats, 2),
+                                     None if args.quick else memory, f"Wan 2.2 VAE, {shape[2]}×{shape[3]}×{shape[4]}",
+                                     ops=None if args.quick else vae.BENCH22_OPS):
+                emit(row)
+            extra.append(_stream_table(vae, tmp, args.quick, vae.STREAM22_CONFIG, vae.STREAM22_SIZE, "Wan 2.2 "))
     if "cache" in args.parts:
         extra.append(_cache_tables(args.quick))
 
@@ -96,15 +108,18 @@ def main(argv: list[str] | None = None) -> str:
     return text
 
 
-def _stream_table(vae, tmp: str, quick: bool) -> str:
-    lengths, size = ((2, 4), 32) if quick else (vae.STREAM_LENGTHS, vae.STREAM_SIZE)
-    folder = f"{tmp}/stream"
-    vae.save_reference(vae.STREAM_CONFIG, folder)
+def _stream_table(vae, tmp: str, quick: bool, cfg, size: int, kind: str = "") -> str:
+    """Peak memory of decoding 8 and 64 latent frames into an mp4: streamed (ours) vs one-shot (diffusers)."""
+    lengths, size = ((2, 4), 2 * cfg.spatial_compression) if quick else (vae.STREAM_LENGTHS, size)
+    folder = f"{tmp}/stream{kind.strip()}"
+    vae.save_reference(cfg, folder)
     mem = {(impl, n): run_isolated(vae.decode_to_mp4, impl, folder, n, size, f"{tmp}/{impl}{n}.mp4", threads=1)[0]
            for impl in ("ours", "diffusers") for n in lengths}
     a, b = lengths
-    lines = [f"Streaming decode into an mp4 (PyAV, mpeg4), {size}×{size}, VAE base_dim {vae.STREAM_CONFIG.base_dim}, "
-             f"num_res_blocks {vae.STREAM_CONFIG.num_res_blocks}; peak RSS growth during the decode, fresh process each:",
+    lines = [f"Streaming decode into an mp4 (PyAV, mpeg4), {size}×{size}, {kind}VAE base_dim {cfg.base_dim}"
+             f"{f', decoder_base_dim {cfg.decoder_base_dim}' if cfg.decoder_base_dim else ''}, "
+             f"num_res_blocks {cfg.num_res_blocks}; peak RSS growth during the decode, fresh process each, glibc's "
+             "mmap threshold fixed (`vidgen_lab.bench.vae.steady_allocator`):",
              "", f"| implementation | {a} latent frames MiB | {b} latent frames MiB | ratio {b}/{a} |", "|---|---:|---:|---:|"]
     for impl, label in (("ours", "ours, stream_decode → sink"), ("diffusers", "diffusers, decode() then write")):
         lines.append(f"| {label} | {mem[impl, a]:.0f} | {mem[impl, b]:.0f} | {mem[impl, b] / mem[impl, a]:.2f} |")
@@ -188,6 +203,11 @@ def _setup(parts: tuple[str, ...]) -> str:
         text.append(f"VAE: base_dim {v.base_dim}, dim_mult {list(v.dim_mult)}, num_res_blocks {v.num_res_blocks} "
                     "(Wan 2.1's structure at a third of its width); bf16 only at a tiny size, because bf16 Conv3d on "
                     "a CPU without bf16 units is ~40× slower than fp32.")
+    if "vae22" in parts:
+        v = vae.BENCH22_CONFIG
+        text.append(f"Wan 2.2 VAE: residual levels, 2×2 patches (16× in space), z_dim {v.z_dim}, base_dim "
+                    f"{v.base_dim}, decoder_base_dim {v.decoder_base_dim}, dim_mult {list(v.dim_mult)}, num_res_blocks "
+                    f"{v.num_res_blocks} (Wan2.2-TI2V-5B's VAE, 160 / 256 wide, at a fifth of its width).")
     return " ".join(text)
 
 
