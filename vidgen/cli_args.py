@@ -98,8 +98,8 @@ class ResolvedCall:
 
 def resolve_call(args: argparse.Namespace, seeds_used: int = 1) -> ResolvedCall:
     """Check every generation option and the model folder (no weights read); errors name the option."""
-    from vidgen.model_folder import read_model_folder
-    from vidgen.model_kind import check_call, folder_kind
+    from vidgen.model_folder import folder_kind, read_model_folder
+    from vidgen.model_kind import check_call
     from vidgen.device import check_device
     from vidgen.pixels import image_size, read_image_file
     from vidgen.request import GenerationRequest

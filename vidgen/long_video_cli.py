@@ -98,8 +98,7 @@ def run(args: argparse.Namespace, fail) -> int:
     from vidgen.long_video import (
         LongVideoConfig, check_long_video_model, check_long_video_output, generate_long_video,
     )
-    from vidgen.model_kind import folder_kind
-    from vidgen.model_folder import read_model_folder
+    from vidgen.model_folder import folder_kind, read_model_folder
     from vidgen.request import GenerationRequest
 
     try:  # every argument checked before the model is loaded

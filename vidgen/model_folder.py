@@ -13,7 +13,10 @@ import json
 import re
 from pathlib import Path
 
+from causal_vae.io import read_json
 from vidgen.config_io import from_dict
+from vidgen.dit.checkpoint import read_config
+from vidgen.model_kind import ModelKind, detect_kind
 from vidgen.request import PipelineConfig
 
 OUR_CONFIG = "vidgen_pipeline.json"
@@ -157,3 +160,10 @@ def read_model_folder(folder: str | Path | None, weights: bool = False) -> tuple
     if kind == "vidgen":
         return folder, from_dict(PipelineConfig, folder / OUR_CONFIG)
     return folder, PipelineConfig(**read_diffusers_pipeline(folder))
+
+
+def folder_kind(folder: Path, config: PipelineConfig) -> ModelKind:
+    """The kind of a checked model folder (`read_model_folder`) from its config files alone, before any weight."""
+    _, dit_config = read_config(folder / "transformer")
+    vae_patch = read_json(folder / "vae" / "config.json").get("patch_size") or 1  # diffusers' and ours: same key
+    return detect_kind(dit_config, config, (folder / "transformer_2").is_dir(), vae_patch)

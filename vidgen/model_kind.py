@@ -66,12 +66,3 @@ def check_call(kind: ModelKind, image, last_image, video, clean_anchor: bool) ->
                          "(--clean-anchor) to try the experimental clean-frame path anyway")
     return CLEAN if image is not None or video is not None else None
 
-
-def folder_kind(folder, config) -> ModelKind:
-    """The kind of a checked model folder (vidgen.model_folder.read_model_folder) from its config files alone."""
-    from causal_vae.io import read_json
-    from vidgen.dit.checkpoint import read_config
-
-    _, dit_config = read_config(folder / "transformer")
-    vae_patch = read_json(folder / "vae" / "config.json").get("patch_size") or 1  # diffusers' and ours: same key
-    return detect_kind(dit_config, config, (folder / "transformer_2").is_dir(), vae_patch)
