@@ -50,13 +50,13 @@ def check_call(kind: ModelKind, image, last_image, video, clean_anchor: bool) ->
     """How this call's image enters (CLEAN, CHANNELS or None); a ValueError, before any work, for a call the model
     cannot serve."""
     if last_image is not None and not kind.last_image:
-        raise ValueError(f"this model ({kind.name}) does not take last_image=: only first-last-frame models "
-                         "(Wan 2.1 FLF2V, Wan 2.2 I2V-A14B) do")
+        raise ValueError(f"this model ({kind.name}) does not take last_image= (--last-image): only first-last-frame "
+                         "models (Wan 2.1 FLF2V, Wan 2.2 I2V-A14B) do")
     if kind.image == CHANNELS:
         if video is not None:
             raise ValueError(f"this model ({kind.name}) does not continue videos (video=); it takes image=")
         if image is None or (kind.needs_last_image and last_image is None):
-            need = "image= and last_image=" if kind.needs_last_image else "image="
+            need = "image= and last_image= (--image, --last-image)" if kind.needs_last_image else "image= (--image)"
             raise ValueError(f"this model ({kind.name}) generates from a first frame: pass {need}")
         return CHANNELS
     if kind.image is None and (image is not None or video is not None) and not clean_anchor:
