@@ -381,3 +381,42 @@ def test_a_trained_fused_adapter_exported_per_projection_loads_back(dit, inputs)
     remove_lora_layers(dit)
     LoraAdapters(dit).load(sd, metadata={"r": 4, "lora_alpha": 2.0})
     assert rel(run(dit, inputs), trained) < TOL
+
+
+def test_second_expert_takes_its_own_lora(inputs):
+    """Wan 2.2 A14B: load_into_transformer_2 adapts the low-noise expert only; names act on whichever expert holds
+    them; unload returns both to their base weights."""
+    import dataclasses
+
+    from tests.tiny_pipeline import tiny_vidgen_pipeline
+
+    pipe = tiny_vidgen_pipeline()
+    pipe.dit_2 = copy.deepcopy(pipe.dit)
+    pipe.config = dataclasses.replace(pipe.config, boundary_ratio=0.875)
+    base, base_2 = run(pipe.dit, inputs), run(pipe.dit_2, inputs)
+    high, low = random_lora(pipe.dit, seed=1), random_lora(pipe.dit_2, seed=2)
+    want_high, want_low = run(merged(pipe.dit, [(high, 0.5)]), inputs), run(merged(pipe.dit_2, [(low, 2.0)]), inputs)
+    pipe.load_lora_weights(to_layout(high, "wan"), adapter_name="high")
+    pipe.load_lora_weights(to_layout(low, "wan"), adapter_name="low", load_into_transformer_2=True)
+    assert pipe.get_list_adapters() == {"transformer": ["high"], "transformer_2": ["low"]}
+    pipe.set_adapters(["high", "low"], adapter_weights=[0.5, 2.0])
+    assert pipe.get_active_adapters() == ["high", "low"]
+    assert rel(run(pipe.dit, inputs), want_high) < TOL and rel(run(pipe.dit_2, inputs), want_low) < TOL
+    pipe.fuse_lora()
+    assert rel(run(pipe.dit_2, inputs), want_low) < TOL
+    pipe.unload_lora_weights()  # unfused first: the base weights again up to rounding
+    assert rel(run(pipe.dit, inputs), base) < TOL and rel(run(pipe.dit_2, inputs), base_2) < TOL
+    base, base_2 = run(pipe.dit, inputs), run(pipe.dit_2, inputs)
+    pipe.load_lora_weights(to_layout(high, "wan"), adapter_name="x")
+    with pytest.raises(ValueError, match="already loaded"):  # names are unique over both experts
+        pipe.load_lora_weights(to_layout(low, "wan"), adapter_name="x", load_into_transformer_2=True)
+    pipe.unload_lora_weights()  # never fused: bit for bit
+    assert torch.equal(run(pipe.dit, inputs), base) and torch.equal(run(pipe.dit_2, inputs), base_2)
+
+
+def test_load_into_transformer_2_needs_a_second_expert():
+    from tests.tiny_pipeline import tiny_vidgen_pipeline
+
+    pipe = tiny_vidgen_pipeline()
+    with pytest.raises(ValueError, match="one expert"):
+        pipe.load_lora_weights(to_layout(random_lora(pipe.dit), "wan"), load_into_transformer_2=True)

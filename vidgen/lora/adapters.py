@@ -50,7 +50,7 @@ class LoraAdapters:
         the one active adapter (`set_adapters` combines several). Everything is checked first: on a ValueError the
         model is unchanged."""
         self._check_unfused("load_lora_weights")
-        name = adapter_name if adapter_name is not None else _free_name(self.names + adapter_names(self.dit))
+        name = adapter_name if adapter_name is not None else free_name(self.names + adapter_names(self.dit))
         check_adapter_name(self.dit, name)
         if name in self.weights:
             raise ValueError(f"adapter name {name!r} is already loaded (adapters: {self.names}); pick another")
@@ -200,7 +200,8 @@ def _scale_layer(layer, names: Sequence[str], weights: Mapping[str, float], fact
         layer.set_scale(n, weights[n] * factor)
 
 
-def _free_name(taken: list[str]) -> str:
+def free_name(taken: list[str]) -> str:
+    """The first `default_<n>` not in `taken`, n counting from the adapters already there (as diffusers names)."""
     i = len(set(taken))
     while f"default_{i}" in taken:
         i += 1
