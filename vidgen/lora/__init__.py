@@ -1,0 +1,1 @@
+"""Low-rank adapters (LoRA) for the DiT: training them on a frozen model, exporting and loading them."""
