@@ -109,8 +109,8 @@ def test_raw_media_run_encodes_with_the_vae_and_exports(media, text_dir, tmp_pat
 def _weights(out: Path) -> dict[str, torch.Tensor]:
     (last,) = sorted((out / "checkpoints").glob("step-*"))[-1:]
     assert last.name == "step-00000008"
-    return {f"{name}/{k}": v for name in ("model", "ema", "text_encoder", "optimizer")
-            for k, v in load_file(str(last / f"{name}.safetensors")).items()}
+    return {f"{path.stem}/{k}": v for path in sorted(last.glob("*.safetensors"))
+            for k, v in load_file(str(path)).items()}
 
 
 @pytest.mark.slow
@@ -119,14 +119,25 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(cache, text_dir, tmp_
     straight = train(TrainConfig.load(cached(cache, tmp_path / "straight", **over)), progress=False)
     assert straight.step == 8
 
+    _kill_resume_and_compare(cached(cache, tmp_path / "killed", **over), tmp_path)
+    # the jointly trained text encoder is exported in Wan's layout and loads back
+    from vidgen.train.text_conditioner import TextConditioner
+
+    assert TextConditioner.from_folder(tmp_path / "killed" / "final", 16)(["a red circle"]).shape == (1, 16, 24)
+    assert (tmp_path / "killed" / "final" / "transformer" / "config.json").is_file()
+
+
+def _kill_resume_and_compare(cfg: dict, tmp_path: Path) -> float:
+    """Run `cfg` in a subprocess, kill -9 it after its step-4 checkpoint, resume it here to step 8, and compare its
+    last checkpoint with the uninterrupted run's in tmp_path/straight: the largest difference (at most 1e-6)."""
     cfg_file = tmp_path / "run.yaml"
-    cfg_file.write_text(yaml.safe_dump(cached(cache, tmp_path / "killed", **over)))
+    cfg_file.write_text(yaml.safe_dump(cfg))
     script = ("import sys, time, torch; torch.set_num_threads(1)\n"
               "from vidgen.train.config import TrainConfig\nfrom vidgen.train.trainer import train\n"
               "train(TrainConfig.load(sys.argv[1]), progress=False, on_step=lambda s: time.sleep(0.25))\n")
     proc = subprocess.Popen([sys.executable, "-c", script, str(cfg_file)], env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpts = tmp_path / "killed" / "checkpoints"
+    ckpts = Path(cfg["output_dir"]) / "checkpoints"
     deadline = time.time() + 120
     while not (ckpts / "step-00000004").exists():
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -139,15 +150,32 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(cache, text_dir, tmp_
 
     resumed = train(TrainConfig.load(cfg_file), resume=True, progress=False)
     assert resumed.step == 8 and len(resumed.losses) < 8
-    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
-    assert a.keys() == b.keys()
+    a, b = _weights(tmp_path / "straight"), _weights(Path(cfg["output_dir"]))
+    assert a.keys() == b.keys() and {k.split("/")[0] for k in a} >= {"model", "ema", "optimizer"}
     worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
     assert worst <= 1e-6, worst
-    # the jointly trained text encoder is exported in Wan's layout and loads back
-    from vidgen.train.text_conditioner import TextConditioner
+    return worst
 
-    assert TextConditioner.from_folder(tmp_path / "killed" / "final", 16)(["a red circle"]).shape == (1, 16, 24)
-    assert (tmp_path / "killed" / "final" / "transformer" / "config.json").is_file()
+
+@pytest.mark.slow
+def test_killed_and_resumed_lora_run_ends_with_the_same_adapters(cache, text_dir, tmp_path):
+    """Adapters only on a frozen base: checkpoints hold the adapters, their EMA and optimizer state, nothing of the
+    base; kill -9 + --resume ends where the uninterrupted run does; the final export is one diffusers-layout file."""
+    over = {"text_encoder": str(text_dir), "lora": {"rank": 2, "alpha": 4.0, "dropout": 0.1},
+            "optim": {"lr": 1e-2}}
+    straight = train(TrainConfig.load(cached(cache, tmp_path / "straight", **over)), progress=False)
+    assert straight.step == 8 and straight.losses[0] != straight.losses[-1]
+    ckpt = tmp_path / "straight" / "checkpoints" / "step-00000008"
+    model = load_file(str(ckpt / "model.safetensors"))
+    assert model and all(".lora_A." in k or ".lora_B." in k for k in model)
+    assert any(v.abs().max() > 0 for k, v in model.items() if ".lora_B." in k)  # the adapters learned
+    moments = load_file(str(ckpt / "optimizer.safetensors"))  # AdamW's step and two moments, per adapter weight only
+    assert sorted(moments) == sorted(f"{i}.{k}" for i in range(len(model)) for k in ("exp_avg", "exp_avg_sq", "step"))
+    assert sorted(load_file(str(ckpt / "ema.safetensors"))) == sorted(model)
+    assert _kill_resume_and_compare(cached(cache, tmp_path / "killed", **over), tmp_path) == 0.0  # bit-identical
+    final = sorted(p.name for p in (tmp_path / "killed" / "final").iterdir())
+    assert final == ["lora.safetensors"]
+    assert all(k.startswith("transformer.blocks.") for k in load_file(str(tmp_path / "killed" / "final" / final[0])))
 
 
 def test_resumed_run_logs_each_step_once(cache, tmp_path):
@@ -347,6 +375,31 @@ def test_bf16_and_gradient_checkpointing_train(cache, text_dir, tmp_path):
     # weights and EMA stay fp32 masters; autocast runs the matmuls in bf16
     weights = load_file(str(tmp_path / "checkpoints" / "step-00000003" / "model.safetensors"))
     assert all(v.dtype == torch.float32 for v in weights.values())
+
+
+def test_bf16_lora_keeps_a_bf16_base_and_fp32_adapters(cache, tmp_path):
+    from vidgen.lora.export import read_lora
+
+    cfg = cached(cache, tmp_path, max_steps=2, save_every=2, mixed_precision="bf16", gradient_checkpointing=True,
+                 optim={"grad_accum": 1}, ema_decay=0.0, lora={"rank": 2, "target_modules": ["cross_attn.kv"]})
+    result = train(TrainConfig.load(cfg), progress=False)
+    assert result.step == 2 and all(0 < l < 10 for l in result.losses)
+    adapters = load_file(str(tmp_path / "checkpoints" / "step-00000002" / "model.safetensors"))
+    assert sorted({k.split(".")[2] + "." + k.split(".")[3] for k in adapters}) == ["cross_attn.kv"]
+    assert all(v.dtype == torch.float32 for v in adapters.values())
+    deltas, rank = read_lora(tmp_path / "final" / "lora.safetensors")
+    assert rank == 2 and sorted(deltas) == [f"blocks.{i}.cross_attn.kv" for i in range(len(deltas))]
+
+
+def test_lora_config_errors_name_the_fix(media, tmp_path):
+    with pytest.raises(ValueError, match="lora applies to task dit only"):
+        TrainConfig.load({**tiny(media, tmp_path), "task": "vae", "lora": {}})
+    with pytest.raises(ValueError, match="train_text_encoder: false"):
+        TrainConfig.load({**tiny(media, tmp_path), "train_text_encoder": True, "lora": {"rank": 4}})
+    with pytest.raises(ValueError, match="lora.rank must be"):
+        TrainConfig.load({**tiny(media, tmp_path), "lora": {"rank": 0}})
+    with pytest.raises(ValueError, match="shapes_extra_fraction"):
+        TrainConfig.load({**tiny(media, tmp_path), "data": {"folder": str(media), "shapes_extra_colours": ["orange"]}})
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "train").glob("*.yaml")), ids=lambda p: p.name)

@@ -85,8 +85,8 @@ class DataSource:
     own modules are imported by these functions only, when a config uses it."""
 
     splits: Callable[[], tuple[str, ...]]  # the names `data.<name>_split` may take
-    # (n, buckets, *, seed, split, image_ratio, partial_captions) → a dataset keyed by `SampleKey`, with `.entries`
-    # (item, bucket index) and `.buckets`
+    # (n, buckets, *, seed, split, image_ratio, partial_captions, extra_colours, extra_fraction) → a dataset keyed by
+    # `SampleKey`, with `.entries` (item, bucket index) and `.buckets`
     build: Callable[..., torch.utils.data.Dataset]
 
 

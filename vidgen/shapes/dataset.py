@@ -23,12 +23,22 @@ MANIFEST = "manifest.jsonl"
 PLAYABLE_CRF = 12  # playable (lossy) files: finer than video_io's default, as they are training data
 
 
-def item_spec(seed: int, index: int, split: str = "train", image_ratio: float = 0.0) -> tuple[ClipSpec, bool]:
-    """The spec of item `index` and whether it is an image (1 frame); a pure function of its arguments."""
+def item_spec(seed: int, index: int, split: str = "train", image_ratio: float = 0.0,
+              extra_colours: tuple[str, ...] = (), extra_fraction: float = 0.0) -> tuple[ClipSpec, bool]:
+    """The spec of item `index` and whether it is an image (1 frame); a pure function of its arguments.
+
+    With `extra_fraction` > 0, that fraction of items (drawn from their own stream `default_rng([seed, index, 2])`)
+    show one of `extra_colours` (world.EXTRA_COLOURS) instead, on any shape, direction and background; the others are
+    the clips they are without it."""
     if not 0.0 <= image_ratio <= 1.0:
         raise ValueError(f"image_ratio is the fraction of 1-frame items, expected in [0, 1], got {image_ratio}")
+    if not 0.0 <= extra_fraction <= 1.0 or (extra_fraction > 0) != bool(extra_colours):
+        raise ValueError(f"extra_fraction is the fraction of items in extra_colours, expected in (0, 1] with colours "
+                         f"named or 0 without, got {extra_fraction} with {list(extra_colours)}")
     rng = np.random.default_rng([seed, index])
     is_image = bool(rng.random() < image_ratio)
+    if extra_fraction > 0 and np.random.default_rng([seed, index, 2]).random() < extra_fraction:
+        return sample_spec(rng, "all", colours=tuple(extra_colours)), is_image
     return sample_spec(rng, split), is_image
 
 
@@ -49,7 +59,8 @@ def item_caption(seed: int, index: int, spec: ClipSpec, partial_captions: float 
 
 
 class ShapesDataset(Dataset):
-    """`n` seeded items {"video": float (3, T, H, W) in [-1, 1], "caption": str}; images have T = 1.
+    """`n` seeded items {"video": float (3, T, H, W) in [-1, 1], "caption": str}; images have T = 1. A fraction
+    `extra_fraction` of them show `extra_colours` (see `item_spec`).
 
     With 0 < image_ratio < 1, items have different T and the default collate cannot stack them: use batch size 1 or
     group by `is_image(i)`.
@@ -65,12 +76,15 @@ class ShapesDataset(Dataset):
         split: str = "train",
         image_ratio: float = 0.0,
         partial_captions: float = 0.0,
+        extra_colours: tuple[str, ...] = (),
+        extra_fraction: float = 0.0,
     ):
         if n < 1:
             raise ValueError(f"a dataset needs n >= 1 items, got {n}")
         if (frames - 1) % 4:
             raise ValueError(f"frames must be 1 + 4k (the VAE's causal grouping), got {frames}")
-        spec, _ = item_spec(seed, 0, split, image_ratio)  # validates the arguments now, not at the first __getitem__
+        self.extra = (tuple(extra_colours), extra_fraction)
+        spec, _ = item_spec(seed, 0, split, image_ratio, *self.extra)  # validates the arguments now, not at first use
         item_caption(seed, 0, spec, partial_captions)
         self.n, self.seed, self.frames, self.size = n, seed, frames, size
         self.split, self.image_ratio, self.partial_captions = split, image_ratio, partial_captions
@@ -79,14 +93,14 @@ class ShapesDataset(Dataset):
         return self.n
 
     def spec(self, index: int) -> ClipSpec:
-        return item_spec(self.seed, self._check(index), self.split, self.image_ratio)[0]
+        return item_spec(self.seed, self._check(index), self.split, self.image_ratio, *self.extra)[0]
 
     def is_image(self, index: int) -> bool:
-        return item_spec(self.seed, self._check(index), self.split, self.image_ratio)[1]
+        return item_spec(self.seed, self._check(index), self.split, self.image_ratio, *self.extra)[1]
 
     def __getitem__(self, index: int) -> dict:
         index = self._check(index)
-        spec, is_image = item_spec(self.seed, index, self.split, self.image_ratio)
+        spec, is_image = item_spec(self.seed, index, self.split, self.image_ratio, *self.extra)
         frames = render_clip(spec, 1 if is_image else self.frames, self.size)  # (T, H, W, 3) uint8
         video = uint8_to_signed(frames)[0]  # (3, T, H, W) in [-1, 1]
         return {"video": video, "caption": item_caption(self.seed, index, spec, self.partial_captions)}

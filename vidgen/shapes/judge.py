@@ -56,8 +56,11 @@ def judge_clip(
     mask_threshold: float = MASK_THRESHOLD,
     min_area_fraction: float = MIN_AREA_FRACTION,
     direction_frames: int = DIRECTION_FRAMES,
+    palette: dict[str, tuple[int, int, int]] = COLOURS,
 ) -> Verdict:
-    """Judge frames (T, H, W, 3) or one frame (H, W, 3): uint8, or float in [0, 1] (numpy or torch)."""
+    """Judge frames (T, H, W, 3) or one frame (H, W, 3): uint8, or float in [0, 1] (numpy or torch); the object's
+    colour is the nearest in `palette`: `world.PALETTE` reads the world's extra colours too (judging a model taught
+    one), and is stricter on its own colours, since a red or yellow drifting towards orange is then read as orange."""
     video = _as_float255(frames)  # (T, H, W, 3) float32 in [0, 255]
     t, h, w, _ = video.shape
     border = np.concatenate(
@@ -87,7 +90,7 @@ def judge_clip(
         if obj is not None:
             core = _erode(obj)
             pixels.append(video[i][core if core.any() else obj])
-    colour = _nearest(np.median(np.concatenate(pixels), axis=0), COLOURS)
+    colour = _nearest(np.median(np.concatenate(pixels), axis=0), palette)
 
     # Shape: prefer frames with exactly one object (a second blob may be a fragment of a broken object).
     clean = [o for o, n in zip(objects, counts) if n == 1] or found

@@ -30,6 +30,13 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "magenta": (210, 60, 200),
     "cyan": (60, 200, 215),
 }
+# Colours outside the world: no default dataset, caption list, tokenizer vocabulary or judge palette holds them, so a
+# model of the world has never seen one. They are drawn only when asked for by name (`sample_spec(colours=...)`,
+# `data.shapes_extra_colours`), e.g. to teach a trained model a new colour with an adapter (docs/training_shapes.md).
+EXTRA_COLOURS: dict[str, tuple[int, int, int]] = {
+    "orange": (240, 130, 30),
+}
+PALETTE: dict[str, tuple[int, int, int]] = {**COLOURS, **EXTRA_COLOURS}  # every colour a clip may be rendered in
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
 # Unit step (dx, dy) in image coordinates: y grows downwards.
@@ -58,7 +65,7 @@ class Caption:
 
     def __post_init__(self):
         for name, value, allowed in (
-            ("colour", self.colour, tuple(COLOURS)),
+            ("colour", self.colour, tuple(PALETTE)),
             ("shape", self.shape, SHAPES),
             ("direction", self.direction, DIRECTIONS),
             ("background", self.background, tuple(BACKGROUNDS)),
@@ -128,11 +135,13 @@ def partial_caption(caption: str | Caption, leave_out: str) -> str:
     return PARTIAL_TEMPLATES[leave_out].format(**dataclasses.asdict(cap))
 
 
-def all_captions(split: str = "all") -> list[str]:
-    """Every caption of the world in a fixed order; `split` is "train", "heldout" or "all"."""
+def all_captions(split: str = "all", colours: tuple[str, ...] | None = None) -> list[str]:
+    """Every caption of the world in a fixed order; `split` is "train", "heldout" or "all". `colours` (names from
+    `PALETTE`) replaces the world's own colours, e.g. ("orange",) for the captions of an extra colour."""
     _check_split(split)
+    colours = tuple(COLOURS) if colours is None else _check_colours(colours)
     out = []
-    for colour, shape, direction, background in itertools.product(COLOURS, SHAPES, DIRECTIONS, BACKGROUNDS):
+    for colour, shape, direction, background in itertools.product(colours, SHAPES, DIRECTIONS, BACKGROUNDS):
         cap = Caption(colour, shape, direction, background)
         if split == "all" or cap.heldout == (split == "heldout"):
             out.append(cap.text)
@@ -150,15 +159,17 @@ def parse_caption(text: str) -> Caption:
     return Caption(**slots)
 
 
-def sample_spec(rng: np.random.Generator, split: str = "train", caption: str | Caption | None = None) -> ClipSpec:
-    """A random clip: a caption drawn uniformly from `split` (or the given one), speed, and a start position.
+def sample_spec(rng: np.random.Generator, split: str = "train", caption: str | Caption | None = None,
+                colours: tuple[str, ...] | None = None) -> ClipSpec:
+    """A random clip: a caption drawn uniformly from `split` in `colours` (default: the world's; or the given caption),
+    speed, and a start position.
 
     The start is uniform over positions where the object lies fully inside the frame and can travel `MIN_RUN_FRAMES`
     frames in its direction before bouncing, so the first frames always show the captioned direction.
     """
     _check_split(split)
     if caption is None:
-        captions = all_captions(split)
+        captions = all_captions(split, colours)
         cap = parse_caption(captions[int(rng.integers(len(captions)))])
     else:
         cap = caption if isinstance(caption, Caption) else parse_caption(caption)
@@ -196,7 +207,7 @@ def render_clip(spec: ClipSpec, frames: int = DEFAULT_FRAMES, size: int | tuple[
     if spec.size * width > height:
         raise ValueError(f"object of side {spec.size * width:.1f} px does not fit a frame {height} px high")
     bg = np.asarray(BACKGROUNDS[spec.background], dtype=np.float64)
-    fg = np.asarray(COLOURS[spec.colour], dtype=np.float64)
+    fg = np.asarray(PALETTE[spec.colour], dtype=np.float64)
     s = _SUPERSAMPLE
     half = spec.size * width / 2
     out = np.empty((frames, height, width, 3), dtype=np.uint8)
@@ -236,6 +247,13 @@ def _bounce(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
         return np.full_like(p, (lo + hi) / 2)
     q = np.mod(p - lo, 2 * span)
     return lo + np.where(q <= span, q, 2 * span - q)
+
+
+def _check_colours(colours: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [c for c in colours if c not in PALETTE]
+    if not colours or unknown:
+        raise ValueError(f"colours must be names from the palette {list(PALETTE)}, got {list(colours)}")
+    return tuple(colours)
 
 
 def _check_split(split: str) -> None:

@@ -33,6 +33,11 @@ class DataConfig:
     # ones: the recipe uses it for the caption-free VAE decoder only (docs/training_shapes.md); a DiT trained on it
     # has seen the held-out captions, and its held-out evaluation no longer means anything.
     shapes_split: str = "train"
+    # With shapes: this fraction of items shows one of these colours outside the world
+    # (vidgen.shapes.world.EXTRA_COLOURS, e.g. ["orange"]) on any shape, direction and background; the rest are the
+    # items they would be without it.
+    shapes_extra_colours: tuple[str, ...] = ()
+    shapes_extra_fraction: float = 0.0
     buckets: tuple[tuple[int, int, int], ...] = ((17, 64, 64),)  # (frames, height, width); frames = 1 + 4k
     fps: float | None = None  # clips are sampled at this frame rate (None: the file's own)
     image_ratio: float = 0.0  # fraction of batches that are single images
@@ -83,6 +88,22 @@ class VAELossConfig:
     discriminator_dim: int = 32  # its first stage's channels
 
 
+# The DiT's linear layers an adapter goes on by default: every attention and feed-forward projection of the blocks.
+LORA_TARGETS: tuple[str, ...] = ("self_attn.qkv", "self_attn.out", "cross_attn.q", "cross_attn.kv", "cross_attn.out",
+                                 "ffn.fc1", "ffn.fc2")
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """Low-rank adapters on a frozen DiT (vidgen.lora.train): W x + (alpha / rank) · B A x on each target linear."""
+
+    rank: int = 16
+    alpha: float = 16.0
+    # Module names relative to a block (a linear of `vidgen.dit.model.DiTBlock`), matched in every block.
+    target_modules: tuple[str, ...] = LORA_TARGETS
+    dropout: float = 0.0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     task: str = "dit"  # "dit" or "vae"
@@ -100,6 +121,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     vae_loss: VAELossConfig = field(default_factory=VAELossConfig)
+    lora: LoRAConfig | None = None  # task dit: train adapters only, on the frozen `model`; exported as one file
     output_dir: str = "runs/train"
     max_steps: int = 1000
     seed: int = 0
@@ -144,6 +166,14 @@ class TrainConfig:
         if self.vae_loss.adversarial_weight < 0 or self.vae_loss.discriminator_dim < 1:
             errors.append(f"vae_loss.adversarial_weight must be >= 0 and vae_loss.discriminator_dim >= 1, got "
                           f"{self.vae_loss.adversarial_weight} and {self.vae_loss.discriminator_dim}")
+        if (self.data.shapes_extra_colours or self.data.shapes_extra_fraction) and (
+                self.data.shapes is None or not 0 < self.data.shapes_extra_fraction <= 1
+                or not self.data.shapes_extra_colours):
+            errors.append(f"data.shapes_extra_colours (colour names) and data.shapes_extra_fraction (in (0, 1]) go "
+                          f"together and apply to data.shapes only, got {list(self.data.shapes_extra_colours)} and "
+                          f"{self.data.shapes_extra_fraction} with shapes={self.data.shapes}")
+        if self.lora is not None:
+            errors += _lora_errors(self)
         if self.vae_loss.perceptual_weight != 0:
             errors.append("vae_loss.perceptual_weight must be 0: no pretrained perceptual network is available offline")
         for name in ("max_steps", "save_every", "log_every", "keep_last"):
@@ -163,6 +193,21 @@ class TrainConfig:
     @classmethod
     def load(cls, source) -> "TrainConfig":
         return from_dict(cls, source)
+
+
+def _lora_errors(config: TrainConfig) -> list[str]:
+    lora, errors = config.lora, []
+    if config.task != "dit":
+        errors.append(f"lora applies to task dit only, got task {config.task!r}")
+    if config.train_text_encoder:
+        errors.append("lora trains adapters on the DiT alone; set train_text_encoder: false")
+    if not isinstance(lora.rank, int) or lora.rank < 1 or lora.alpha <= 0:
+        errors.append(f"lora.rank must be an integer >= 1 and lora.alpha > 0, got {lora.rank} and {lora.alpha}")
+    if not 0.0 <= lora.dropout < 1.0:
+        errors.append(f"lora.dropout must be in [0, 1), got {lora.dropout}")
+    if not lora.target_modules:
+        errors.append(f"lora.target_modules must name at least one block linear, e.g. {list(LORA_TARGETS)}")
+    return errors
 
 
 # Keys that may change between a run and its resumption: they steer the run, not what is learned at each step.

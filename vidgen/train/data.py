@@ -43,7 +43,9 @@ def build_data(config: TrainConfig, factors: tuple[int, int], rank: int = 0, wor
     buckets = validate_buckets(d.buckets, *factors)
     if d.shapes is not None:
         world = DATA_SOURCES["shapes"].build(d.shapes, buckets, seed=config.seed, split=d.shapes_split,
-                                             image_ratio=d.image_ratio, partial_captions=d.partial_captions)
+                                             image_ratio=d.image_ratio, partial_captions=d.partial_captions,
+                                             extra_colours=d.shapes_extra_colours,
+                                             extra_fraction=d.shapes_extra_fraction)
         sampler = BucketBatchSampler(world.entries, world.buckets, d.batch_size, image_ratio=d.image_ratio,
                                      seed=config.seed, rank=rank, world_size=world_size)
         return TrainData(world, sampler, world.buckets, collate, {}, [])

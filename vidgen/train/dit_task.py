@@ -33,6 +33,8 @@ class DiTTask:
             raise ValueError("task dit on raw media needs a VAE to encode it: set `vae:` (or train from data.cache)")
         if config.train_text_encoder and text is None:
             raise ValueError("train_text_encoder is true but no text_encoder is configured")
+        if config.lora is not None:
+            _adapt(dit, config)
         set_gradient_checkpointing(dit, config.gradient_checkpointing)
         if vae is not None:
             vae.requires_grad_(False).eval()
@@ -129,10 +131,17 @@ class DiTTask:
                                   prefix=prefix.to(device))
 
     def export(self, folder: Path, modules: dict, batches=None, buckets=()) -> None:
-        """The trained model in a loadable form: with a VAE and a text encoder at hand, a whole pipeline folder
+        """The trained model in a loadable form: with `lora`, the adapters as one file `lora.safetensors` in the
+        diffusers layout (vidgen.lora.export); else, with a VAE and a text encoder at hand, a whole pipeline folder
         (`VideoPipeline.from_pretrained(folder)`; generation defaults from the first video bucket, editable in
         vidgen_pipeline.json); else `transformer/` (+ `text_encoder/`, `tokenizer/` when trained)."""
         dit = modules["model"]
+        if self.config.lora is not None:
+            from vidgen.lora.export import LORA_FILE, export_lora
+
+            folder.mkdir(parents=True, exist_ok=True)
+            export_lora(dit, folder / LORA_FILE, alpha=self.config.lora.alpha, base=self.config.model)
+            return
         text = modules.get("text_encoder", self.text)
         if self.vae is None or text is None:
             dit.save_pretrained(folder / "transformer", overwrite=True)
@@ -187,3 +196,15 @@ class DiTTask:
             out.append(save_video(video, path, overwrite=True))
         model.train(was_training)
         return out
+
+
+def _adapt(dit: nn.Module, config: TrainConfig) -> None:
+    """LoRA adapters on a frozen `dit` (vidgen.lora.train). Under bf16 the frozen linears are stored in bf16 (no fp32
+    master copy is needed for weights that never change: half the base's memory); adapters stay fp32."""
+    from vidgen.lora.train import inject_lora
+
+    if config.mixed_precision == "bf16":
+        for module in dit.blocks.modules():
+            if isinstance(module, nn.Linear):
+                module.to(torch.bfloat16)
+    inject_lora(dit, config.lora)

@@ -200,7 +200,7 @@ def _set_up(config: TrainConfig, manager, tensors: dict, state: dict | None, mod
     for name, module in modules.items():
         module.train()
         if name in tensors:
-            module.load_state_dict(tensors[name])
+            _load_checkpoint_part(config, name, module, tensors[name])
     names = list(modules)
     prepared = accelerator.prepare(*[modules[n] for n in names], _optimizer(config, modules))
     wrapped, optimizer = dict(zip(names, prepared[:-1])), prepared[-1]
@@ -215,6 +215,15 @@ def _set_up(config: TrainConfig, manager, tensors: dict, state: dict | None, mod
         optimizer.load_state_dict(ckpt.optimizer_from_parts(opt_tensors, state["optimizer_param_groups"]))
         run.step, run.micro = state["step"], state["micro_batches"]
     return run
+
+
+def _load_checkpoint_part(config: TrainConfig, name: str, module: torch.nn.Module, state: dict) -> None:
+    if config.lora is not None and name == "model":  # adapters only, on the base the config names
+        from vidgen.lora.train import load_adapter_state
+
+        load_adapter_state(module, state)
+    else:
+        module.load_state_dict(state)
 
 
 def _optimizer(config: TrainConfig, modules: dict) -> torch.optim.Optimizer:
@@ -305,6 +314,10 @@ def _save(run: Run) -> None:
     parts = {n: acc.get_state_dict(m) for n, m in run.wrapped.items()}  # collective under FSDP: all ranks
     if not acc.is_main_process:
         return
+    if config.lora is not None:  # the frozen base is the config's `model`: only the adapters are saved
+        from vidgen.lora.train import adapter_state
+
+        parts["model"] = adapter_state(parts["model"])
     if run.ema is not None:
         parts["ema"] = run.ema.state_dict()
     opt_tensors, opt_groups = ckpt.optimizer_to_parts(run.optimizer.state_dict())
