@@ -5,17 +5,15 @@ the same prompts and noise (scripts/vidgen_lab/shapes_lora_eval.py).
 """
 
 import argparse
-import functools
 
 import torch
 
-from vidgen_lab.shapes_lora_eval import LoRAEvalConfig, evaluate_lora, to_markdown
-from vidgen.lora.export import apply_lora_file
+from vidgen_lab.shapes_lora_eval import LoRAEvalConfig, evaluate_lora, lora_file, to_markdown
 from vidgen.pipeline import VideoPipeline
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("lora", help="a .safetensors written by vidgen.lora.export")
+    parser.add_argument("lora", help="a LoRA .safetensors (e.g. the one `vidgen train` exports)")
     parser.add_argument("--colour", default="orange")
     parser.add_argument("--new-clips", type=int, default=LoRAEvalConfig.new_clips)
     parser.add_argument("--seen-clips", type=int, default=LoRAEvalConfig.seen_clips)
@@ -26,6 +24,6 @@ if __name__ == "__main__":
                          heldout_clips=args.heldout_clips, seed=args.seed)
     torch.set_grad_enabled(False)
     pipe = VideoPipeline.from_pretrained(progress=False)
-    result = evaluate_lora(pipe, functools.partial(apply_lora_file, path=args.lora), cfg)
+    result = evaluate_lora(pipe, lora_file(args.lora), cfg)
     print(to_markdown(result, cfg))
     print(f"\n{result.seconds:.0f} s")

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT
-from vidgen.lora.export import apply_lora_file, export_lora, from_diffusers, to_diffusers
+from vidgen.lora.adapters import LoraAdapters
+from vidgen.lora.export import export_lora, to_diffusers
 from vidgen.lora.train import adapter_deltas, adapter_state, inject_lora, load_adapter_state
 from vidgen.train.config import LORA_TARGETS, LoRAConfig
 
@@ -84,9 +85,6 @@ def test_fused_projections_split_exactly():
             f"transformer.blocks.1.attn1.{m}.lora_B.weight"].T
         assert torch.equal(part, x @ a.T @ b[10 * i:10 * (i + 1)].T)
         assert torch.allclose(part, fused[:, 10 * i:10 * (i + 1)], rtol=0, atol=1e-5)
-    back = from_diffusers(theirs)
-    assert torch.equal(back["blocks.1.self_attn.qkv"][0], a) and torch.equal(back["blocks.1.self_attn.qkv"][1], b)
-    assert torch.equal(back["blocks.1.cross_attn.kv"][1], b2)
 
 
 def test_exported_file_loads_back_to_the_same_outputs(tiny, tmp_path):
@@ -101,7 +99,7 @@ def test_exported_file_loads_back_to_the_same_outputs(tiny, tmp_path):
     assert json.loads(meta["vidgen_lora"])["alpha"] == 12.0
     fresh = DiT(tiny.config).eval()
     fresh.load_state_dict(base)
-    apply_lora_file(fresh, path)
+    LoraAdapters(fresh).load(path)  # the pipeline's loader: the split projections fuse back exactly
     x, t, ctx = _inputs(tiny.config)
     with torch.no_grad():
         assert _rel(fresh(x, t, ctx), tiny(x, t, ctx)) < 1e-6

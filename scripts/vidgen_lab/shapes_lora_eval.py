@@ -46,8 +46,19 @@ def _judged(pipe, prompts: list[str], seed: int, batch_size: int) -> dict:
     return score([judge_clip(c, palette=PALETTE) for c in clips], prompts)
 
 
+def lora_file(path):
+    """The `adapt` of `evaluate_lora` for a LoRA file: loaded as the pipeline loads it (`vidgen.lora.adapters`)."""
+    from vidgen.lora.adapters import LoraAdapters
+
+    def adapt(dit):
+        LoraAdapters(dit).load(path)
+        return dit
+
+    return adapt
+
+
 def evaluate_lora(pipe, adapt, cfg: LoRAEvalConfig = LoRAEvalConfig()) -> LoRAEvalResult:
-    """`adapt(dit)` puts the adapter on a copy of `pipe.dit` (e.g. `vidgen.lora.export.apply_lora_file`)."""
+    """`adapt(dit)` puts the adapter on a copy of `pipe.dit` and returns it (e.g. `lora_file(path)`)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     splits = {"train": eval_captions(cfg.seen_clips, "train", rng),

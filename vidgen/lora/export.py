@@ -1,4 +1,5 @@
-"""Trained adapters → one `.safetensors` in the diffusers/peft layout of `WanTransformer3DModel`, and back.
+"""Trained adapters → one `.safetensors` in the diffusers/peft layout of `WanTransformer3DModel` (which the pipeline's
+LoRA loader, `VideoPipeline.load_lora_weights` / `vidgen.lora.adapters.LoraAdapters`, reads back).
 
 Keys: `transformer.blocks.{i}.attn1.to_q.lora_A.weight` (rank, in) and `....lora_B.weight` (out, rank), for the
 diffusers names of each adapted linear (`vidgen.dit.convert_diffusers.BLOCK`). Our fused projections split exactly:
@@ -55,25 +56,6 @@ def to_diffusers(deltas: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[s
     return out
 
 
-def from_diffusers(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The inverse of `to_diffusers` for files it wrote: split projections are fused back (their A must be one)."""
-    inverse = {_their_names(k[: -len(".weight")]): k[: -len(".weight")] for k in BLOCK if k.endswith(".weight")}
-    out = {}
-    for theirs, ours in inverse.items():
-        blocks = sorted({k.split(".")[2] for k in tensors if k.startswith(f"{PREFIX}blocks.")
-                         and k.endswith(f".{theirs[0]}.lora_A.weight")}, key=int)
-        for i in blocks:
-            stems = [f"{PREFIX}blocks.{i}.{t}" for t in theirs]
-            missing = [f"{s}.lora_{x}.weight" for s in stems for x in "AB" if f"{s}.lora_{x}.weight" not in tensors]
-            if missing:
-                raise ValueError(f"adapter file lacks {missing[:2]}: {ours} needs all of {list(theirs)}")
-            a = tensors[f"{stems[0]}.lora_A.weight"]
-            if any(not torch.equal(tensors[f"{s}.lora_A.weight"], a) for s in stems[1:]):
-                raise ValueError(f"{list(theirs)} of block {i} have different lora_A: not a split fused adapter")
-            out[f"blocks.{i}.{ours}"] = (a, torch.cat([tensors[f"{s}.lora_B.weight"] for s in stems]))
-    return out
-
-
 def export_lora(dit: nn.Module, path: str | Path, *, alpha: float, base: str = "") -> Path:
     """Write the adapters of an injected `dit` (vidgen.lora.train) to `path` in the diffusers layout; returns it."""
     from safetensors.torch import save_file
@@ -98,35 +80,3 @@ def export_lora(dit: nn.Module, path: str | Path, *, alpha: float, base: str = "
     path = Path(path)
     save_file(tensors, str(path), metadata=metadata)
     return path
-
-
-def read_lora(path: str | Path) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], int]:
-    """A file `export_lora` wrote → ({our linear: (A, B with its scale)}, rank)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LoRA file not found: {path}")
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if OURS_KEY not in meta:
-        raise ValueError(f"{path} was not written by vidgen.lora.export (no {OURS_KEY!r} metadata); load other LoRA "
-                         "files with the pipeline's LoRA loader")
-    return from_diffusers(load_file(str(path))), int(json.loads(meta[OURS_KEY])["rank"])
-
-
-def apply_lora_file(dit: nn.Module, path: str | Path) -> nn.Module:
-    """Inject adapters into `dit` (as training does) and fill them from a file `export_lora` wrote; returns `dit`."""
-    from vidgen.lora.train import ADAPTER, inject_lora, load_adapter_state
-    from vidgen.train.config import LoRAConfig
-
-    deltas, rank = read_lora(path)
-    targets = tuple(sorted({name.split(".", 2)[2] for name in deltas}))
-    inject_lora(dit, LoRAConfig(rank=rank, alpha=float(rank), target_modules=targets))  # the scale is in B
-    state = {}
-    for name, (a, b) in deltas.items():
-        state[f"{name}.lora_A.{ADAPTER}.weight"] = a
-        state[f"{name}.lora_B.{ADAPTER}.weight"] = b
-    load_adapter_state(dit, state)
-    return dit.requires_grad_(False)

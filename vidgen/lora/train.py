@@ -38,13 +38,11 @@ def inject_lora(dit: nn.Module, config: LoRAConfig) -> nn.Module:
 
     Adapter weights are fp32 whatever the base's dtype (a frozen bf16 base keeps fp32 adapters and optimizer state).
     """
-    from peft import LoraConfig, inject_adapter_in_model
+    from vidgen.lora.inject import add_lora, lora_targets
 
     check_targets(dit, config.target_modules)
-    pattern = r"blocks\.\d+\.(" + "|".join(re.escape(t) for t in config.target_modules) + ")"  # peft: fullmatch
-    peft_config = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                             target_modules=pattern, bias="none")
-    inject_adapter_in_model(peft_config, dit, adapter_name=ADAPTER)
+    modules = lora_targets(dit, config.target_modules)
+    add_lora(dit, ADAPTER, {m: config.rank for m in modules}, {m: config.alpha for m in modules}, config.dropout)
     for name, p in dit.named_parameters():
         is_adapter = _LORA_KEY.search(name) is not None
         p.requires_grad_(is_adapter)
