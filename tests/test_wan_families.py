@@ -167,3 +167,9 @@ def test_cli_checks_the_model_kind_before_loading(t2v, i2v, tmp_path, monkeypatc
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
     assert not loads and not (tmp_path / "clip.mp4").exists()
+
+
+def test_context_latents_are_refused_by_channel_models(i2v):
+    _, ours = i2v
+    with pytest.raises(ValueError, match="not context_latents="):
+        ours("a red circle", image=W.picture(32, 48, 1), context_latents=torch.zeros(1, W.Z_DIM, 1, 4, 6), **SIZE)

@@ -39,11 +39,16 @@ def condition_pixels(first, last, num_frames: int, height: int, width: int) -> t
     return clip
 
 
-def frame_channels(vae, first, last, num_frames: int, height: int, width: int, temporal: int) -> torch.Tensor:
-    """[mask, cond] (1, temporal + C, F, h, w), float32: the extra input channels of an image-to-video model."""
-    if last is not None and num_frames < 1 + temporal:
+def check_last_image_frames(num_frames: int, temporal: int) -> None:
+    if num_frames < 1 + temporal:
         raise ValueError(f"last_image needs a clip of at least {1 + temporal} frames (its own latent frame), "
                          f"got num_frames={num_frames}")
+
+
+def frame_channels(vae, first, last, num_frames: int, height: int, width: int, temporal: int) -> torch.Tensor:
+    """[mask, cond] (1, temporal + C, F, h, w), float32: the extra input channels of an image-to-video model."""
+    if last is not None:
+        check_last_image_frames(num_frames, temporal)
     cond = encode_context(vae, condition_pixels(first, last, num_frames, height, width))  # (1, C, F, h, w)
     _, _, f, h, w = cond.shape
     mask = frame_mask(f, temporal, h, w, last is not None).to(cond.device)

@@ -30,7 +30,7 @@ from vidgen.files import atomic_folder
 from vidgen.flow import sigma_schedule, to_timestep
 from vidgen.lora.mixin import LoraLoaderMixin
 from vidgen.memory import MemoryOptions, enable_offload, prepare_dit
-from vidgen.frame_channels import frame_channels
+from vidgen.frame_channels import check_last_image_frames, frame_channels
 from vidgen.image_encoder import ImageEncoder
 from vidgen.model_folder import OUR_CONFIG, read_model_folder
 from vidgen.model_kind import CHANNELS, ModelKind, check_call, detect_kind
@@ -259,6 +259,9 @@ class VideoPipeline(LoraLoaderMixin):
             image_size=None if first is None else image_size(first))
         if last_image is not None:
             image_size(last_image)  # its form and values, before the work
+            check_last_image_frames(request.num_frames, request.geometry.temporal)
+        if mode == CHANNELS and context_latents is not None:
+            raise ValueError(f"this model ({self.kind}) takes its first frame as image=, not context_latents=")
         step_cache = as_step_cache(step_cache)
         check_step_cache(step_cache, parallel)
         context_frames = conditioning.check_context_args(
