@@ -175,7 +175,7 @@ def test_pipeline_geometry_reads_the_compression():
 
     with torch.device("meta"):
         vae = CausalVAE(preset("wan2.2"))
-    dit = SimpleNamespace(config=SimpleNamespace(in_dim=48, patch_size=(1, 2, 2)))
+    dit = SimpleNamespace(config=SimpleNamespace(in_dim=48, out_dim=48, patch_size=(1, 2, 2)))
     g = Geometry.of(dit, vae)
     assert (g.spatial, g.temporal, g.multiple) == (16, 4, 32)
     assert g.latent_shape(1, 121, 704, 1280) == (1, 48, 31, 44, 80)
