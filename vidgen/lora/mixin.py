@@ -81,11 +81,7 @@ class LoraLoaderMixin:
             raise ValueError(f"got adapter_weights {adapter_weights!r} for {len(names)} adapter(s); expected one "
                              "number each")
         weights = dict(zip(names, adapter_weights))
-        everyone = self._all_adapters()
-        unknown = [n for n in names if not any(n in a.names for a in everyone)]
-        if unknown:
-            raise ValueError(f"unknown adapter(s) {unknown}; loaded: {[n for a in everyone for n in a.names]}")
-        for adapters in everyone:
+        for adapters in self._holding(names):
             mine = [n for n in names if n in adapters.names]
             adapters.set_adapters(mine, [weights[n] for n in mine])
 
@@ -107,11 +103,7 @@ class LoraLoaderMixin:
 
     def delete_adapters(self, adapter_names: str | Sequence[str]) -> None:
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
-        everyone = self._all_adapters()
-        unknown = [n for n in names if not any(n in a.names for a in everyone)]
-        if unknown:
-            raise ValueError(f"unknown adapter(s) {unknown}; loaded: {[n for a in everyone for n in a.names]}")
-        for adapters in everyone:
+        for adapters in self._holding(names):
             mine = [n for n in names if n in adapters.names]
             if mine:
                 adapters.delete(mine)
@@ -131,6 +123,14 @@ class LoraLoaderMixin:
         """Remove every adapter and delta: the DiT (and the second expert) is the base model again."""
         for adapters in self._all_adapters():
             adapters.unload()
+
+    def _holding(self, names: list[str]) -> list:
+        """Every expert's adapters, after checking that each of `names` is loaded on one of them."""
+        everyone = self._all_adapters()
+        unknown = [n for n in names if not any(n in a.names for a in everyone)]
+        if unknown:
+            raise ValueError(f"unknown adapter(s) {unknown}; loaded: {[n for a in everyone for n in a.names]}")
+        return everyone
 
     def _components(self, components: Sequence[str]) -> list:
         components = [components] if isinstance(components, str) else list(components)
