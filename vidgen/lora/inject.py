@@ -16,11 +16,8 @@ import torch.nn as nn
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 
+from vidgen.lora.config import BLOCK_LINEARS
 from vidgen.lora.plan import base_linear
-
-# The linear layers of a block (what the published Wan LoRAs train), in our names inside `blocks.{i}.`.
-BLOCK_LINEARS = ("self_attn.qkv", "self_attn.out", "cross_attn.q", "cross_attn.kv", "cross_attn.out",
-                 "ffn.fc1", "ffn.fc2")
 
 
 def lora_targets(dit: nn.Module, names: tuple[str, ...] = BLOCK_LINEARS) -> list[str]:

@@ -13,7 +13,7 @@ import re
 import torch
 from torch import nn
 
-from vidgen.train.config import LoRAConfig
+from vidgen.lora.config import LoRAConfig
 
 ADAPTER = "default"  # peft's adapter name; one adapter per model here
 _LORA_KEY = re.compile(r"\.lora_[AB]\.")

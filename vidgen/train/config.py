@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from vidgen.config_io import from_dict, to_dict
 from vidgen.data.sources import DATA_SOURCES
+from vidgen.lora.config import BLOCK_LINEARS, LoRAConfig
 from vidgen.train.schedule import SCHEDULES
 
 
@@ -88,20 +89,7 @@ class VAELossConfig:
     discriminator_dim: int = 32  # its first stage's channels
 
 
-# The DiT's linear layers an adapter goes on by default: every attention and feed-forward projection of the blocks.
-LORA_TARGETS: tuple[str, ...] = ("self_attn.qkv", "self_attn.out", "cross_attn.q", "cross_attn.kv", "cross_attn.out",
-                                 "ffn.fc1", "ffn.fc2")
-
-
-@dataclass(frozen=True)
-class LoRAConfig:
-    """Low-rank adapters on a frozen DiT (vidgen.lora.train): W x + (alpha / rank) · B A x on each target linear."""
-
-    rank: int = 16
-    alpha: float = 16.0
-    # Module names relative to a block (a linear of `vidgen.dit.model.DiTBlock`), matched in every block.
-    target_modules: tuple[str, ...] = LORA_TARGETS
-    dropout: float = 0.0
+LORA_TARGETS = BLOCK_LINEARS  # the default adapter targets
 
 
 @dataclass(frozen=True)
