@@ -3,6 +3,6 @@
 
 keys.py (the key tables) · files.py (reading) · plan.py (checking a file against a DiT) · inject.py (peft adapters)
 · adapters.py (the loaded set) · mixin.py (the pipeline methods) · cli.py (`--lora`) · train.py (adapters for
-training) · export.py (the diffusers-layout file). Nothing here imports peft until an adapter is made: importing peft
+training) · export.py (the diffusers-layout file) · config.py (LoRAConfig, the default targets). Nothing here imports peft until an adapter is made: importing peft
 takes seconds.
 """
