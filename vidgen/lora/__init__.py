@@ -2,7 +2,7 @@
 (docs/generating.md, "LoRA"), and adapters trained on a frozen DiT and exported (docs/training.md, "LoRA").
 
 keys.py (the key tables) · files.py (reading) · plan.py (checking a file against a DiT) · inject.py (peft adapters)
-· adapters.py (the loaded set) · mixin.py (the pipeline methods) · cli.py (`--lora`) · train.py (adapters for
-training) · export.py (the diffusers-layout file) · config.py (LoRAConfig, the default targets). Nothing here imports peft until an adapter is made: importing peft
-takes seconds.
+· adapters.py (the loaded set) · mixin.py (the pipeline methods) · cli.py (`--lora`) · config.py (LoRAConfig, the
+default targets) · train.py (adapters for training) · export.py (the diffusers-layout file). Nothing here imports
+peft until an adapter is made: importing peft takes seconds.
 """
