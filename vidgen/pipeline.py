@@ -166,7 +166,7 @@ class VideoPipeline(LoraLoaderMixin):
     @property
     def kind(self) -> str:
         """The model's kind by name: "vidgen", "wan2.1-t2v", "wan2.1-i2v", "wan2.1-flf2v", "wan2.2-ti2v",
-        "wan2.2-t2v-a14b" or "wan2.2-i2v-a14b"."""
+        "wan2.2-t2v-a14b" or "wan2.2-i2v-a14b" ("wan-i2v": a one-expert channel model without CLIP tokens)."""
         return self.model_kind.name
 
     # --- pieces of a call -------------------------------------------------------------------------------------------
