@@ -173,3 +173,19 @@ def test_context_latents_are_refused_by_channel_models(i2v):
     _, ours = i2v
     with pytest.raises(ValueError, match="not context_latents="):
         ours("a red circle", image=W.picture(32, 48, 1), context_latents=torch.zeros(1, W.Z_DIM, 1, 4, 6), **SIZE)
+
+
+def test_a_broken_second_expert_or_image_encoder_is_named_before_anything_loads(tmp_path, monkeypatch):
+    from causal_vae.io import WeightsError
+
+    a14b, i2v = tmp_path / "a14b", tmp_path / "i2v"
+    W.a14b_pipeline().save_pretrained(a14b)
+    W.i2v_pipeline().save_pretrained(i2v)
+    loads = []
+    monkeypatch.setattr("vidgen.dit.model.DiT.from_pretrained", lambda *a, **k: loads.append(a))
+    for folder, sub in ((a14b, "transformer_2"), (i2v, "image_encoder")):
+        path = next((folder / sub).glob("*.safetensors"))
+        path.write_bytes(path.read_bytes()[:100])  # cut short
+        with pytest.raises(WeightsError, match=sub):
+            VideoPipeline.from_pretrained(folder, device="cpu", progress=False)
+    assert not loads  # refused before the first component loaded

@@ -399,7 +399,7 @@ def check_weight_headers(folder: Path) -> None:
     """Every component's safetensors headers read (cheap: no tensor is loaded); WeightsError naming the file."""
     from causal_vae.io import check_safetensors, safetensors_files
 
-    for sub in ("transformer", "vae", "text_encoder"):
+    for sub in ("transformer", "transformer_2", "vae", "text_encoder", "image_encoder"):
         if (folder / sub).is_dir():
             for path in safetensors_files(folder / sub):
                 check_safetensors(path)
