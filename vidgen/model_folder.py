@@ -45,16 +45,18 @@ def find_model_folder(folder: str | Path) -> tuple[Path, str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {str(folder)!r} does not exist (or is not a folder)")
+    index = None  # a diffusers folder's model_index.json, read once
     if (folder / OUR_CONFIG).is_file():
         kind = "vidgen"
     elif (folder / DIFFUSERS_INDEX).is_file():
         kind = "diffusers"
-        _check_diffusers_index(folder)
+        index = diffusers_index(folder)
+        _check_diffusers_index(folder, index)
     else:
         raise FileNotFoundError(f"{str(folder)!r} is not a model folder: it has neither {OUR_CONFIG} (a vidgen "
                                 f"pipeline) nor {DIFFUSERS_INDEX} (a diffusers Wan pipeline)")
     required = dict(_COMPONENT_FILES)
-    required.update({sub: files for sub, files in OPTIONAL_FILES.items() if _has_component(folder, kind, sub)})
+    required.update({sub: files for sub, files in OPTIONAL_FILES.items() if _has_component(folder, index, sub)})
     if kind == "diffusers":
         required["scheduler"] = ("scheduler_config.json",)
     for sub, files in required.items():
@@ -64,18 +66,19 @@ def find_model_folder(folder: str | Path) -> tuple[Path, str]:
     return folder, kind
 
 
-def _has_component(folder: Path, kind: str, sub: str) -> bool:
-    if kind == "vidgen":
+def _has_component(folder: Path, index: dict | None, sub: str) -> bool:
+    """Whether the folder has component `sub`: listed in a diffusers `index`, or (ours: no index) its folder is there."""
+    if index is None:
         return (folder / sub).is_dir()
-    return (diffusers_index(folder).get(sub) or [None])[0] is not None
+    return (index.get(sub) or [None])[0] is not None
 
 
 def diffusers_index(folder: Path) -> dict:
     return json.loads((folder / DIFFUSERS_INDEX).read_text())
 
 
-def _check_diffusers_index(folder: Path) -> None:
-    name = diffusers_index(folder).get("_class_name")
+def _check_diffusers_index(folder: Path, index: dict) -> None:
+    name = index.get("_class_name")
     if name not in PIPELINE_CLASSES:
         raise ValueError(f"{str(folder)!r} holds a {name} (model_index.json); supported are the Wan folders of "
                          f"{' and '.join(PIPELINE_CLASSES)}")

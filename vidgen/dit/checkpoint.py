@@ -155,7 +155,7 @@ def load_tensors(
     for file in files:
         with safe_open(str(file), framework="pt", device="cpu") as f:
             for key in f.keys():
-                name = next((key[len(p):] for p in prefixes if key.startswith(p)), key)
+                name = _strip(key, prefixes)
                 if name not in source:
                     unexpected.append(key)
                     continue
