@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tests.tiny_pipeline import tiny_diffusers_transformer
 from vidgen.dit.checkpoint import export_state_dict, save_dit
 from vidgen.dit.model import DiT
 
@@ -23,14 +24,7 @@ def _rel(a, b):
 @pytest.fixture(scope="module")
 def oracle():
     """A tiny random diffusers model, weights perturbed so no gate, bias or table is trivially zero."""
-    torch.manual_seed(0)
-    model = diffusers.WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=12, in_channels=4, out_channels=4,
-        text_dim=24, freq_dim=32, ffn_dim=96, num_layers=2, cross_attn_norm=True, eps=1e-6, rope_max_seq_len=64,
-    ).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
+    model = tiny_diffusers_transformer()
     return model
 
 

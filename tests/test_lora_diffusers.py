@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.lora_files import random_lora, rel, save_lora, to_layout
+from tests.tiny_pipeline import tiny_diffusers_transformer
 from vidgen.dit.model import DiT
 from vidgen.lora.mixin import LoraLoaderMixin
 
@@ -25,14 +26,7 @@ class DiTOnly(LoraLoaderMixin):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    torch.manual_seed(0)
-    model = diffusers.WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=12, in_channels=4, out_channels=4,
-        text_dim=24, freq_dim=32, ffn_dim=96, num_layers=2, cross_attn_norm=True, eps=1e-6, rope_max_seq_len=64,
-    ).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
+    model = tiny_diffusers_transformer()
     path = tmp_path_factory.mktemp("wan_lora") / "transformer"
     model.save_pretrained(path)
     return path

@@ -8,6 +8,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from tests.tiny_pipeline import tiny_diffusers_transformer
 from vidgen.dit.config import DiTConfig
 from vidgen.dit.model import DiT
 from vidgen.lora.adapters import LoraAdapters
@@ -108,14 +109,7 @@ def test_exported_file_loads_back_to_the_same_outputs(tiny, tmp_path):
 def test_diffusers_loads_our_file_to_our_outputs(tmp_path):
     """WanTransformer3DModel with the same tiny random weights, our adapters loaded by `load_lora_adapter`."""
     diffusers = pytest.importorskip("diffusers")
-    torch.manual_seed(0)
-    oracle = diffusers.WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=12, in_channels=4, out_channels=4,
-        text_dim=24, freq_dim=32, ffn_dim=96, num_layers=2, cross_attn_norm=True, eps=1e-6, rope_max_seq_len=64,
-    ).eval()
-    with torch.no_grad():
-        for p in oracle.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
+    oracle = tiny_diffusers_transformer()
     oracle.save_pretrained(tmp_path / "wan")
     ours = DiT.from_pretrained(tmp_path / "wan").eval()
     x, t, ctx = _inputs(ours.config, seq=7)

@@ -5,7 +5,10 @@ import dataclasses
 
 import pytest
 import torch
-from vae_oracle import diffusers_decode_normalised, diffusers_normalised_mean, rel_err, tiny_diffusers_vae
+from vae_oracle import (
+    assert_original_file_loads_the_same, diffusers_decode_normalised, diffusers_normalised_mean, rel_err,
+    tiny_diffusers_vae,
+)
 
 from causal_vae import CausalVAE
 from causal_vae.config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, VAEConfig, preset
@@ -133,11 +136,7 @@ def test_original_layout_loads_same_weights(oracle_folder, tmp_path):
                 f"decoder.upsamples.2.upsamples.{n + 1}.resample.1.bias",
                 "decoder.upsamples.3.upsamples.0.shortcut.weight", "decoder.middle.1.to_qkv.weight"):  # fmt: skip
         assert key in original, key
-    path = tmp_path / "Wan2.2_VAE.pth"
-    torch.save(original, path)
-    from_original = CausalVAE.from_pretrained(path, config=CFG)
-    a, b = from_original.state_dict(), from_diffusers.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_original_file_loads_the_same(original, tmp_path / "Wan2.2_VAE.pth", CFG, from_diffusers)
 
 
 def test_original_checkpoint_kind_is_recognised():

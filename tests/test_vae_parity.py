@@ -4,7 +4,10 @@ import dataclasses
 
 import pytest
 import torch
-from vae_oracle import diffusers_decode_normalised, diffusers_normalised_mean, rel_err, tiny_diffusers_vae
+from vae_oracle import (
+    assert_original_file_loads_the_same, diffusers_decode_normalised, diffusers_normalised_mean, rel_err,
+    tiny_diffusers_vae,
+)
 
 from causal_vae import CausalVAE
 from causal_vae.config import preset
@@ -71,11 +74,7 @@ def test_original_layout_loads_same_weights(oracle_folder, tmp_path):
                 "encoder.downsamples.1.resample.1.weight", "encoder.middle.1.to_qkv.weight", "encoder.head.2.bias",
                 "decoder.upsamples.2.time_conv.weight", "decoder.middle.2.residual.6.weight"):  # fmt: skip
         assert key in original, key
-    path = tmp_path / "Wan2.1_VAE.pth"
-    torch.save(original, path)
-    from_original = CausalVAE.from_pretrained(path, config=cfg)
-    a, b = from_original.state_dict(), from_diffusers.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_original_file_loads_the_same(original, tmp_path / "Wan2.1_VAE.pth", cfg, from_diffusers)
 
 
 def test_wan21_names_match_diffusers_and_original():

@@ -55,3 +55,19 @@ def tiny_vidgen_pipeline(**config):
     text = TextEncoder(tiny_umt5(d_model=dit_cfg.text_dim), tiny_tokenizer(), max_tokens=dit_cfg.text_len)
     defaults = dict(num_frames=5, height=32, width=32, num_inference_steps=2, guidance_scale=3.0, shift=2.0)
     return VideoPipeline(dit, vae, text, PipelineConfig(**{**defaults, **config}))
+
+
+def tiny_diffusers_transformer():
+    """A tiny random diffusers WanTransformer3DModel (4 latent channels, text_dim 24), every weight offset so no gate,
+    bias or table is trivially zero; drawn from torch's global generator, seeded 0 here."""
+    import diffusers
+
+    torch.manual_seed(0)
+    model = diffusers.WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=12, in_channels=4, out_channels=4,
+        text_dim=24, freq_dim=32, ffn_dim=96, num_layers=2, cross_attn_norm=True, eps=1e-6, rope_max_seq_len=64,
+    ).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model

@@ -74,3 +74,11 @@ def tiny_vae(seed: int = 0, name: str = "tiny") -> CausalVAE:
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def assert_original_file_loads_the_same(original: dict, path, cfg: VAEConfig, reference: CausalVAE) -> None:
+    """`original` (a state dict in Wan's .pth layout) saved to `path` loads to exactly `reference`'s weights."""
+    torch.save(original, path)
+    loaded = CausalVAE.from_pretrained(path, config=cfg)
+    a, b = loaded.state_dict(), reference.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
